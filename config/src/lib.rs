@@ -1,0 +1,1 @@
+//! Policy schema, parsing, validation and the embedded default.
