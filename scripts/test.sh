@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what it needs, builds, lints, runs the
+# unit/table/property tests, the end-to-end suites against a real containerd over CRI, and a bounded
+# fuzz run. Usage: scripts/test.sh   (as root; FUZZ_SECONDS=N to change the fuzz budget, 0 to skip)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing system packages"
+bash scripts/install-deps.sh
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install a Rust toolchain (rustup) first" >&2
+    exit 1
+fi
+
+step "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "building binaries (the e2e harness runs them from target/debug)"
+cargo build --workspace --bins --quiet
+
+step "tests: unit, table, property, routerctl, end to end (real containerd over CRI)"
+# e2e suites each start their own containerd; two at a time keeps a 2-core machine responsive.
+cargo test --workspace --no-fail-fast -- --test-threads=2
+
+step "benchmarks compile (they are run by scripts/bench.sh, never timed in tests)"
+cargo bench --workspace --no-run --quiet
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+if [ "$FUZZ_SECONDS" != 0 ]; then
+    step "fuzzing each target for ${FUZZ_SECONDS}s"
+    bash fuzz/run.sh "$FUZZ_SECONDS"
+fi
+echo "all checks passed"
