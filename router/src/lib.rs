@@ -1,1 +1,19 @@
-//! The routing decision.
+//! The routing decision: OCI spec + containerd namespace + policy in, decision or refusal out.
+//! No I/O happens here; the shim reads files and acts on the outcome.
+
+pub mod annotations;
+mod decision;
+pub mod hostpath;
+mod inputs;
+pub mod rules;
+mod tenant;
+
+pub use decision::{decide_container, decide_sandbox, Decision, Refusal};
+pub use inputs::{
+    inputs_from_config_json, inputs_from_spec, parse_spec, Inputs, MountInput, Role, SpecError,
+    BASE_CAPABILITIES,
+};
+pub use tenant::{match_tenant, TenantMatch};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! The validated policy model: backends, tenants, deny rules and isolation levels.
+//! Everything here is plain data; parsing and validation live in `validate.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Isolation tiers, ordered from weakest to strongest: `Container < Sandbox < Vm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Namespaces and cgroups on the host kernel (runc).
+    Container,
+    /// A user-space kernel or similar sandbox (gVisor).
+    Sandbox,
+    /// A hardware-virtualised guest (Kata).
+    Vm,
+}
+
+impl Isolation {
+    /// The spelling used in the policy file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Container => "container",
+            Isolation::Sandbox => "sandbox",
+            Isolation::Vm => "vm",
+        }
+    }
+
+    /// Parses the policy spelling.
+    pub fn from_name(name: &str) -> Option<Isolation> {
+        match name {
+            "container" => Some(Isolation::Container),
+            "sandbox" => Some(Isolation::Sandbox),
+            "vm" => Some(Isolation::Vm),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a backend serves a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Served by the router binary itself, driving an OCI runtime CLI.
+    Builtin {
+        /// The OCI runtime CLI (absolute path or a name on PATH).
+        runtime: PathBuf,
+        /// Extra global arguments given to the runtime before the command.
+        runtime_args: Vec<String>,
+    },
+    /// Handed off to another shim v2 binary.
+    Shim {
+        /// A name on PATH or an absolute path.
+        binary: String,
+        /// Extra environment for the delegate.
+        env: BTreeMap<String, String>,
+    },
+}
+
+impl BackendKind {
+    /// `"builtin"` or `"shim"`, as spelled in the policy.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::Builtin { .. } => "builtin",
+            BackendKind::Shim { .. } => "shim",
+        }
+    }
+}
+
+/// One entry of `[backends.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub name: String,
+    pub kind: BackendKind,
+    pub isolation: Isolation,
+}
+
+/// A rule a tenant can list in `deny`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DenyRule {
+    HostNetwork,
+    HostPid,
+    HostIpc,
+    Privileged,
+    HostPath,
+    RuntimeAnnotations,
+}
+
+impl DenyRule {
+    /// Every rule, in the order they are documented.
+    pub const ALL: [DenyRule; 6] = [
+        DenyRule::HostNetwork,
+        DenyRule::HostPid,
+        DenyRule::HostIpc,
+        DenyRule::Privileged,
+        DenyRule::HostPath,
+        DenyRule::RuntimeAnnotations,
+    ];
+
+    /// The spelling used in the policy file, e.g. `"host-network"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyRule::HostNetwork => "host-network",
+            DenyRule::HostPid => "host-pid",
+            DenyRule::HostIpc => "host-ipc",
+            DenyRule::Privileged => "privileged",
+            DenyRule::HostPath => "host-path",
+            DenyRule::RuntimeAnnotations => "runtime-annotations",
+        }
+    }
+
+    /// Parses the policy spelling.
+    pub fn from_name(name: &str) -> Option<DenyRule> {
+        DenyRule::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl fmt::Display for DenyRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of `[tenants.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub name: String,
+    /// Kubernetes namespaces: exact names or globs (`*` any run of characters, `?` one character).
+    pub namespaces: Vec<String>,
+    /// containerd namespaces, for tasks started without CRI; same pattern syntax.
+    pub containerd_namespaces: Vec<String>,
+    /// Name of a key of `Policy::backends`.
+    pub backend: String,
+    pub deny: Vec<DenyRule>,
+    /// Runtime annotations let through despite `deny = ["runtime-annotations"]`: exact keys or `prefix*`.
+    pub allow_annotations: Vec<String>,
+}
+
+impl Tenant {
+    /// Whether the tenant lists `rule` in `deny`.
+    pub fn denies(&self, rule: DenyRule) -> bool {
+        self.deny.contains(&rule)
+    }
+}
+
+/// Where a policy came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    File(PathBuf),
+    Embedded,
+}
+
+impl fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicySource::File(p) => write!(f, "{}", p.display()),
+            PolicySource::Embedded => f.write_str("<embedded default>"),
+        }
+    }
+}
+
+/// A parsed and validated node policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub version: u32,
+    pub audit_log: Option<PathBuf>,
+    pub default_tenant: String,
+    pub allowed_host_paths: Vec<String>,
+    pub backends: BTreeMap<String, Backend>,
+    pub tenants: BTreeMap<String, Tenant>,
+    pub source: PolicySource,
+    /// `"sha256:<hex>"` of the policy text.
+    pub digest: String,
+}
+
+impl Policy {
+    /// The backend a tenant uses. Always `Some` for a validated policy.
+    pub fn tenant_backend(&self, tenant: &Tenant) -> Option<&Backend> {
+        self.backends.get(&tenant.backend)
+    }
+
+    /// The default tenant. Always `Some` for a validated policy.
+    pub fn default_tenant(&self) -> Option<&Tenant> {
+        self.tenants.get(&self.default_tenant)
+    }
+}

@@ -1,0 +1,422 @@
+//! Table tests for parsing and validation.
+
+use super::*;
+
+const SPEC_EXAMPLE: &str = r#"version = 1
+audit_log = "/var/log/runtime-router/decisions.jsonl"
+default_tenant = "untrusted"              # used when no tenant matches: fail closed
+allowed_host_paths = ["/var/lib/kubelet/pods/", "/var/lib/containerd/", "/run/containerd/"]
+
+[backends.runc]
+kind = "builtin"                          # served by this binary
+runtime = "/usr/bin/runc"                 # OCI runtime CLI to drive
+isolation = "container"                   # container < sandbox < vm
+
+[backends.kata]
+kind = "shim"                             # handed to another shim v2 binary
+binary = "containerd-shim-kata-v2"        # a name on PATH or an absolute path
+env = { KATA_CONF_FILE = "/etc/kata-containers/configuration-qemu.toml" }
+isolation = "vm"
+
+[tenants.provider]
+namespaces = ["kube-system", "telemetry", "sdewan-*"]   # Kubernetes namespaces, globs allowed
+containerd_namespaces = ["infra"]        # for tasks started outside CRI (ctr, nerdctl): no k8s namespace
+backend = "runc"
+
+[tenants.untrusted]
+backend = "kata"
+deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations"]
+allow_annotations = ["io.katacontainers.config.hypervisor.default_memory"]
+"#;
+
+fn p(text: &str) -> Result<Policy, ConfigError> {
+    parse(text, Path::new("/etc/rr.toml"))
+}
+
+#[test]
+fn spec_example_parses() {
+    let pol = p(SPEC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pol.version, 1);
+    assert_eq!(pol.default_tenant, "untrusted");
+    assert_eq!(pol.backends["runc"].isolation, Isolation::Container);
+    assert_eq!(
+        pol.backends["runc"].kind,
+        BackendKind::Builtin {
+            runtime: PathBuf::from("/usr/bin/runc"),
+            runtime_args: vec![]
+        }
+    );
+    match &pol.backends["kata"].kind {
+        BackendKind::Shim { binary, env } => {
+            assert_eq!(binary, "containerd-shim-kata-v2");
+            assert_eq!(
+                env.get("KATA_CONF_FILE").map(String::as_str),
+                Some("/etc/kata-containers/configuration-qemu.toml")
+            );
+        }
+        other => panic!("kata parsed as {other:?}"),
+    }
+    let prov = &pol.tenants["provider"];
+    assert_eq!(prov.namespaces, ["kube-system", "telemetry", "sdewan-*"]);
+    assert_eq!(prov.containerd_namespaces, ["infra"]);
+    assert_eq!(pol.tenants["untrusted"].deny.len(), 6);
+    assert!(pol.digest.starts_with("sha256:") && pol.digest.len() == 7 + 64);
+    assert_eq!(
+        pol.source,
+        PolicySource::File(PathBuf::from("/etc/rr.toml"))
+    );
+}
+
+#[test]
+fn embedded_default_is_valid_and_fail_closed() {
+    let pol = embedded_default();
+    assert_eq!(pol.source, PolicySource::Embedded);
+    let system = &pol.tenants["system"];
+    assert_eq!(system.namespaces, ["kube-system"]);
+    assert_eq!(
+        pol.backends[&system.backend].isolation,
+        Isolation::Container
+    );
+    assert_eq!(
+        pol.backends["runc"].kind,
+        BackendKind::Builtin {
+            runtime: PathBuf::from("/usr/sbin/runc"),
+            runtime_args: vec![]
+        }
+    );
+    let def = &pol.tenants[&pol.default_tenant];
+    assert_eq!(pol.backends[&def.backend].isolation, Isolation::Vm);
+    assert_eq!(def.deny, DenyRule::ALL.to_vec());
+    assert!(
+        matches!(&pol.backends["kata"].kind, BackendKind::Shim { binary, .. } if binary == "containerd-shim-kata-v2")
+    );
+}
+
+#[test]
+fn digest_changes_with_text() {
+    let a = p(SPEC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    let b = p(&format!("{SPEC_EXAMPLE}\n# comment\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(a.digest, b.digest);
+}
+
+/// Replaces `from` with `to` in the SPEC example (must occur) and returns the single error.
+fn mistake(from: &str, to: &str) -> Diagnostic {
+    assert!(SPEC_EXAMPLE.contains(from), "fixture lacks {from:?}");
+    let text = SPEC_EXAMPLE.replacen(from, to, 1);
+    match p(&text) {
+        Ok(_) => panic!("accepted a policy with {to:?}"),
+        Err(e) => {
+            let d = e.diagnostics();
+            assert!(!d.is_empty(), "no diagnostics for {to:?}: {e}");
+            d[0].clone()
+        }
+    }
+}
+
+#[test]
+fn validation_errors_name_file_line_column_and_field() {
+    // (replace, with, field, message part, line)
+    let cases: &[(&str, &str, &str, &str, usize)] = &[
+        (
+            "backend = \"kata\"",
+            "backend = \"kata2\"",
+            "tenants.untrusted.backend",
+            "unknown backend `kata2`",
+            23,
+        ),
+        (
+            "\"host-pid\"",
+            "\"host-pids\"",
+            "tenants.untrusted.deny[1]",
+            "unknown deny rule `host-pids`",
+            24,
+        ),
+        (
+            "default_tenant = \"untrusted\"",
+            "default_tenant = \"nobody\"",
+            "default_tenant",
+            "unknown tenant `nobody`",
+            3,
+        ),
+        (
+            "isolation = \"vm\"",
+            "isolation = \"vmm\"",
+            "backends.kata.isolation",
+            "unknown isolation level `vmm`",
+            15,
+        ),
+        (
+            "binary = \"containerd-shim-kata-v2\"",
+            "binary = \"\"",
+            "backends.kata.binary",
+            "empty",
+            13,
+        ),
+        (
+            "binary = \"containerd-shim-kata-v2\"",
+            "binary = \"bin/kata\"",
+            "backends.kata.binary",
+            "relative path",
+            13,
+        ),
+        (
+            "runtime = \"/usr/bin/runc\"",
+            "runtime = \"  \"",
+            "backends.runc.runtime",
+            "empty",
+            8,
+        ),
+        (
+            "kind = \"shim\"",
+            "kind = \"vm\"",
+            "backends.kata.kind",
+            "unknown backend kind `vm`",
+            12,
+        ),
+        (
+            "version = 1",
+            "version = 2",
+            "version",
+            "unsupported version 2",
+            1,
+        ),
+        (
+            "\"telemetry\"",
+            "\"telemetry\", \"telemetry\"",
+            "tenants.provider.namespaces[2]",
+            "listed twice",
+            18,
+        ),
+        (
+            "\"/run/containerd/\"",
+            "\"run/containerd\"",
+            "allowed_host_paths[2]",
+            "not an absolute path",
+            4,
+        ),
+        (
+            "\"/run/containerd/\"",
+            "\"/var/lib/../etc\"",
+            "allowed_host_paths[2]",
+            "`..`",
+            4,
+        ),
+        (
+            "\"/run/containerd/\"",
+            "\"/\"",
+            "allowed_host_paths[2]",
+            "every host path",
+            4,
+        ),
+        (
+            "audit_log = \"/var",
+            "audit_log = \"var",
+            "audit_log",
+            "not an absolute path",
+            2,
+        ),
+        (
+            "\"io.katacontainers.config.hypervisor.default_memory\"",
+            "\"io.katacontainers.*\"",
+            "tenants.untrusted.allow_annotations[0]",
+            "bare family prefix",
+            25,
+        ),
+        (
+            "\"io.katacontainers.config.hypervisor.default_memory\"",
+            "\"foo.bar\"",
+            "tenants.untrusted.allow_annotations[0]",
+            "not a runtime annotation",
+            25,
+        ),
+        (
+            "\"io.katacontainers.config.hypervisor.default_memory\"",
+            "\"io.katacontainers.*.x\"",
+            "tenants.untrusted.allow_annotations[0]",
+            "only allowed once, at the end",
+            25,
+        ),
+        (
+            "\"sdewan-*\"",
+            "\"sdewan/*\"",
+            "tenants.provider.namespaces[2]",
+            "character '/'",
+            18,
+        ),
+        (
+            "\"privileged\", ",
+            "\"privileged\", \"privileged\", ",
+            "tenants.untrusted.deny[4]",
+            "listed twice",
+            24,
+        ),
+        // unknown keys are errors, with the key's path
+        (
+            "isolation = \"vm\"",
+            "isolation = \"vm\"\nisolaton = \"vm\"",
+            "backends.kata.isolaton",
+            "unknown field `isolaton`",
+            16,
+        ),
+        (
+            "version = 1",
+            "version = 1\nfoo = true",
+            "foo",
+            "unknown field `foo`",
+            2,
+        ),
+        (
+            "backend = \"runc\"",
+            "backend = \"runc\"\nnamespace = [\"x\"]",
+            "tenants.provider.namespace",
+            "unknown field `namespace`",
+            21,
+        ),
+        // kind-specific keys
+        (
+            "isolation = \"container\"",
+            "isolation = \"container\"\nbinary = \"x\"",
+            "backends.runc.binary",
+            "not allowed for kind `builtin`",
+            10,
+        ),
+        (
+            "isolation = \"vm\"",
+            "isolation = \"vm\"\nruntime = \"/x\"",
+            "backends.kata.runtime",
+            "not allowed for kind `shim`",
+            16,
+        ),
+        // wrong type
+        (
+            "version = 1",
+            "version = \"1\"",
+            "version",
+            "invalid type",
+            1,
+        ),
+        // syntax
+        ("[tenants.untrusted]", "[tenants.untrusted", "", "", 22),
+    ];
+    for (from, to, field, msg, line) in cases {
+        let d = mistake(from, to);
+        assert_eq!(d.file, PathBuf::from("/etc/rr.toml"), "{to}");
+        assert_eq!(&d.field, field, "field for {to:?}: {d}");
+        assert!(d.message.contains(msg), "message for {to:?}: {d}");
+        assert_eq!(d.line, *line, "line for {to:?}: {d}");
+        assert!(d.column >= 1);
+        let shown = d.to_string();
+        assert!(
+            shown.starts_with(&format!("/etc/rr.toml:{line}:")),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn display_matches_documented_shape() {
+    let d = mistake("backend = \"kata\"", "backend = \"kata2\"");
+    assert_eq!(
+        d.to_string(),
+        "/etc/rr.toml:23:11: tenants.untrusted.backend: unknown backend `kata2` (defined: `kata`, `runc`)"
+    );
+}
+
+#[test]
+fn duplicate_exact_namespace_across_tenants_is_an_error() {
+    let text = SPEC_EXAMPLE.replace(
+        "backend = \"kata\"",
+        "backend = \"kata\"\nnamespaces = [\"telemetry\"]",
+    );
+    let e = p(&text).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.contains("tenants.untrusted.namespaces[0]: namespace `telemetry` is already claimed by tenant `provider` (line 18)"),
+        "{e}"
+    );
+    // the same glob twice is an error too; different globs overlapping are fine
+    let text = SPEC_EXAMPLE.replace(
+        "backend = \"kata\"",
+        "backend = \"kata\"\nnamespaces = [\"sdewan-*\"]",
+    );
+    assert!(p(&text).is_err());
+    let text = SPEC_EXAMPLE.replace(
+        "backend = \"kata\"",
+        "backend = \"kata\"\nnamespaces = [\"sdewan-x*\"]",
+    );
+    assert!(p(&text).is_ok());
+    // containerd namespaces too
+    let text = SPEC_EXAMPLE.replace(
+        "backend = \"kata\"",
+        "backend = \"kata\"\ncontainerd_namespaces = [\"infra\"]",
+    );
+    assert!(p(&text)
+        .err()
+        .is_some_and(|e| e.to_string().contains("containerd_namespaces[0]")));
+}
+
+#[test]
+fn missing_required_fields() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("version = 1\n", "", "version"),
+        ("default_tenant = \"untrusted\"", "", "default_tenant"),
+        ("backend = \"kata\"\n", "", "tenants.untrusted.backend"),
+        ("isolation = \"vm\"\n", "", "backends.kata.isolation"),
+        ("kind = \"shim\"", "", "backends.kata.kind"),
+        (
+            "binary = \"containerd-shim-kata-v2\"",
+            "",
+            "backends.kata.binary",
+        ),
+        ("runtime = \"/usr/bin/runc\"", "", "backends.runc.runtime"),
+    ];
+    for (from, to, field) in cases {
+        let d = mistake(from, to);
+        assert_eq!(&d.field, field, "{d}");
+        assert!(d.message.contains("missing"), "{d}");
+    }
+}
+
+#[test]
+fn all_mistakes_are_reported() {
+    let text = SPEC_EXAMPLE
+        .replace("backend = \"kata\"", "backend = \"kata2\"")
+        .replace("isolation = \"container\"", "isolation = \"none\"");
+    let e = p(&text).err().unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(e.diagnostics().len(), 2, "{e}");
+}
+
+#[test]
+fn absent_allowed_host_paths_defaults_to_runtime_dirs() {
+    let text = SPEC_EXAMPLE.replace(
+        "allowed_host_paths = [\"/var/lib/kubelet/pods/\", \"/var/lib/containerd/\", \"/run/containerd/\"]\n",
+        "",
+    );
+    let pol = p(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pol.allowed_host_paths, DEFAULT_ALLOWED_HOST_PATHS);
+}
+
+#[test]
+fn load_falls_back_only_on_missing_file() {
+    let dir = std::env::temp_dir().join(format!("rr-config-test-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let missing = dir.join("missing.toml");
+    let pol = load(Some(&missing)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pol.source, PolicySource::Embedded);
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "version = 1\nbogus = 2\n").unwrap_or_else(|e| panic!("{e}"));
+    let e = load(Some(&bad))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.starts_with(&format!("{}:", bad.display())), "{e}");
+
+    let good = dir.join("good.toml");
+    std::fs::write(&good, SPEC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    let pol = load(Some(&good)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pol.source, PolicySource::File(good.clone()));
+
+    // a directory is not a missing file: fail closed
+    assert!(matches!(load(Some(&dir)), Err(ConfigError::Read { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+}

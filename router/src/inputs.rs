@@ -1,0 +1,379 @@
+//! Extraction of routing inputs from an OCI runtime spec (`config.json`): CRI annotations, the
+//! override annotation, host namespaces, privilege, mounts. `inputs_from_config_json` is the hot
+//! path of `start`: one serde pass over the bytes into just the fields the decision reads.
+
+use std::collections::BTreeMap;
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::annotations as ann;
+
+/// What the task is within its pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A pod sandbox, or a task started without CRI (it is its own pod).
+    Sandbox,
+    /// An application container of the pod whose sandbox has this id.
+    Container { sandbox_id: String },
+}
+
+/// One mount of the spec, as the `host-path` rule sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountInput {
+    /// Empty when the spec gives none.
+    pub source: String,
+    pub destination: String,
+    /// The mount `type` (empty when the spec gives none).
+    pub kind: String,
+    /// A bind mount: type `bind` or an option `bind`/`rbind`.
+    pub bind: bool,
+}
+
+/// Everything the decision reads about one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub containerd_namespace: String,
+    pub id: String,
+    pub role: Role,
+    pub k8s_namespace: Option<String>,
+    pub pod_name: Option<String>,
+    pub pod_uid: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The network namespace is missing from `linux.namespaces` (or joins pid 1's).
+    pub host_network: bool,
+    pub host_pid: bool,
+    pub host_ipc: bool,
+    /// All capabilities in some set, or all devices allowed.
+    pub privileged: bool,
+    /// Why `privileged` is true: the spec field, e.g. `process.capabilities.bounding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged_field: Option<String>,
+    pub mounts: Vec<MountInput>,
+}
+
+impl Inputs {
+    /// Whether the spec carries CRI annotations (then the Kubernetes namespace alone names the
+    /// tenant; the containerd namespace is used only for tasks without them).
+    pub fn is_cri(&self) -> bool {
+        self.k8s_namespace.is_some()
+            || self.annotations.contains_key(ann::CONTAINER_TYPE)
+            || self.annotations.contains_key(ann::SANDBOX_ID)
+    }
+
+    /// The pod's sandbox id: its own id for a sandbox.
+    pub fn sandbox_id(&self) -> &str {
+        match &self.role {
+            Role::Sandbox => &self.id,
+            Role::Container { sandbox_id } => sandbox_id,
+        }
+    }
+}
+
+/// `config.json` could not be read as an OCI runtime spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("config.json is not a valid OCI runtime spec: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("config.json is not a valid OCI runtime spec: not a JSON object")]
+    NotAnObject,
+}
+
+/// Parses `config.json` into the full `oci-spec` model (for tools; `start` uses
+/// `inputs_from_config_json`).
+pub fn parse_spec(bytes: &[u8]) -> Result<Spec, SpecError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// Routing inputs from a parsed spec.
+pub fn inputs_from_spec(spec: &Spec, containerd_namespace: &str, id: &str) -> Inputs {
+    // One conversion path for both entry points keeps them in agreement.
+    let light = serde_json::to_value(spec)
+        .and_then(LightSpec::deserialize)
+        .ok();
+    match light {
+        Some(l) => l.into_inputs(containerd_namespace, id),
+        // Unreachable for a spec oci-spec produced; if it ever happens, assume the worst.
+        None => Inputs {
+            containerd_namespace: containerd_namespace.to_string(),
+            id: id.to_string(),
+            role: Role::Sandbox,
+            k8s_namespace: None,
+            pod_name: None,
+            pod_uid: None,
+            annotations: BTreeMap::new(),
+            host_network: true,
+            host_pid: true,
+            host_ipc: true,
+            privileged: true,
+            privileged_field: Some("(spec could not be inspected)".to_string()),
+            mounts: Vec::new(),
+        },
+    }
+}
+
+/// Routing inputs straight from the bytes of `config.json`, in one parse.
+pub fn inputs_from_config_json(
+    bytes: &[u8],
+    containerd_namespace: &str,
+    id: &str,
+) -> Result<Inputs, SpecError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(SpecError::NotAnObject);
+    }
+    let light: LightSpec = serde_json::from_slice(bytes)?;
+    Ok(light.into_inputs(containerd_namespace, id))
+}
+
+// ---- the subset of the OCI spec the decision reads; unknown fields are skipped ----
+
+#[derive(Deserialize)]
+struct LightSpec {
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    mounts: Option<Vec<LightMount>>,
+    #[serde(default)]
+    process: Option<LightProcess>,
+    #[serde(default)]
+    linux: Option<LightLinux>,
+}
+
+#[derive(Deserialize)]
+struct LightMount {
+    #[serde(default)]
+    destination: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    options: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct LightProcess {
+    #[serde(default)]
+    capabilities: Option<LightCaps>,
+}
+
+#[derive(Deserialize)]
+struct LightCaps {
+    #[serde(default)]
+    bounding: Option<Vec<String>>,
+    #[serde(default)]
+    effective: Option<Vec<String>>,
+    #[serde(default)]
+    permitted: Option<Vec<String>>,
+    #[serde(default)]
+    inheritable: Option<Vec<String>>,
+    #[serde(default)]
+    ambient: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct LightLinux {
+    #[serde(default)]
+    namespaces: Option<Vec<LightNamespace>>,
+    #[serde(default)]
+    resources: Option<LightResources>,
+}
+
+#[derive(Deserialize)]
+struct LightNamespace {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LightResources {
+    #[serde(default)]
+    devices: Option<Vec<LightDevice>>,
+}
+
+#[derive(Deserialize)]
+struct LightDevice {
+    #[serde(default)]
+    allow: bool,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    major: Option<i64>,
+    #[serde(default)]
+    minor: Option<i64>,
+    #[serde(default)]
+    access: Option<String>,
+}
+
+/// The capabilities every Linux kernel since 3.16 knows (0..=37, up to CAP_AUDIT_READ). A set
+/// holding all of them is "all capabilities": CRI's privileged mode grants every capability the
+/// host kernel knows, which always includes these.
+pub const BASE_CAPABILITIES: [&str; 38] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+];
+
+fn has_all_caps(set: &[String]) -> bool {
+    if set.len() < BASE_CAPABILITIES.len() {
+        return false;
+    }
+    BASE_CAPABILITIES.iter().all(|c| {
+        set.iter()
+            .any(|s| s.eq_ignore_ascii_case(c) || s.eq_ignore_ascii_case(&c[4..]))
+    })
+}
+
+fn is_wildcard(v: Option<i64>) -> bool {
+    matches!(v, None | Some(-1))
+}
+
+/// Device cgroup rules are applied in order: all devices are allowed when the last rule that
+/// covers every device (no type/`a`, any major and minor) is an allow rule.
+fn all_devices_allowed(devices: &[LightDevice]) -> bool {
+    devices
+        .iter()
+        .rev()
+        .find(|d| {
+            matches!(d.kind.as_deref(), None | Some("a") | Some(""))
+                && is_wildcard(d.major)
+                && is_wildcard(d.minor)
+        })
+        .is_some_and(|d| d.allow && d.access.as_deref().is_none_or(|a| !a.is_empty()))
+}
+
+/// A namespace joined by path `/proc/1/ns/*` (or via `/proc/self/..` of the runtime) is the
+/// host's own.
+fn joins_host(path: Option<&str>) -> bool {
+    match path {
+        None => false,
+        Some(p) => {
+            let p = p.trim_end_matches('/');
+            p.starts_with("/proc/1/")
+                || p.starts_with("/proc/self/")
+                || p.starts_with("/proc/thread-self/")
+        }
+    }
+}
+
+impl LightSpec {
+    fn into_inputs(self, containerd_namespace: &str, id: &str) -> Inputs {
+        let annotations = self.annotations.unwrap_or_default();
+        let role = match annotations.get(ann::CONTAINER_TYPE).map(String::as_str) {
+            Some(ann::CONTAINER_TYPE_CONTAINER) => Role::Container {
+                sandbox_id: annotations
+                    .get(ann::SANDBOX_ID)
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+            _ => Role::Sandbox,
+        };
+        let (mut host_network, mut host_pid, mut host_ipc) = (true, true, true);
+        let mut privileged_field = None;
+        if let Some(linux) = &self.linux {
+            for ns in linux.namespaces.iter().flatten() {
+                let own = !joins_host(ns.path.as_deref());
+                match ns.kind.as_str() {
+                    "network" => host_network &= !own,
+                    "pid" => host_pid &= !own,
+                    "ipc" => host_ipc &= !own,
+                    _ => {}
+                }
+            }
+            if let Some(devs) = linux.resources.as_ref().and_then(|r| r.devices.as_ref()) {
+                if all_devices_allowed(devs) {
+                    privileged_field = Some("linux.resources.devices".to_string());
+                }
+            }
+        }
+        if privileged_field.is_none() {
+            if let Some(caps) = self.process.as_ref().and_then(|p| p.capabilities.as_ref()) {
+                let sets = [
+                    ("bounding", &caps.bounding),
+                    ("effective", &caps.effective),
+                    ("permitted", &caps.permitted),
+                    ("inheritable", &caps.inheritable),
+                    ("ambient", &caps.ambient),
+                ];
+                for (name, set) in sets {
+                    if set.as_deref().is_some_and(has_all_caps) {
+                        privileged_field = Some(format!("process.capabilities.{name}"));
+                        break;
+                    }
+                }
+            }
+        }
+        let mounts = self
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let kind = m.kind.unwrap_or_default();
+                let bind = kind == "bind"
+                    || m.options
+                        .iter()
+                        .flatten()
+                        .any(|o| o == "bind" || o == "rbind");
+                MountInput {
+                    source: m.source.unwrap_or_default(),
+                    destination: m.destination,
+                    kind,
+                    bind,
+                }
+            })
+            .collect();
+        Inputs {
+            containerd_namespace: containerd_namespace.to_string(),
+            id: id.to_string(),
+            role,
+            k8s_namespace: annotations.get(ann::SANDBOX_NAMESPACE).cloned(),
+            pod_name: annotations.get(ann::SANDBOX_NAME).cloned(),
+            pod_uid: annotations.get(ann::SANDBOX_UID).cloned(),
+            host_network,
+            host_pid,
+            host_ipc,
+            privileged: privileged_field.is_some(),
+            privileged_field,
+            mounts,
+            annotations,
+        }
+    }
+}

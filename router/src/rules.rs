@@ -1,0 +1,165 @@
+//! The `deny` rules and the privileged-to-VM rule, checked against one task's inputs.
+
+use router_config::{DenyRule, Isolation, Policy, Tenant, RUNTIME_ANNOTATION_PREFIXES};
+
+use crate::decision::Refusal;
+use crate::hostpath;
+use crate::inputs::Inputs;
+
+/// Non-bind mount types that carry no host path (kernel pseudo-filesystems and memory-backed ones).
+pub const PSEUDO_FS_TYPES: [&str; 10] = [
+    "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "shm", "ramfs", "devtmpfs",
+];
+
+/// Whether `key` is let through by an `allow_annotations` entry (exact key, or `prefix*`).
+pub fn annotation_allowed(key: &str, allow: &[String]) -> bool {
+    allow.iter().any(|a| match a.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => a == key,
+    })
+}
+
+/// Whether `key` is an annotation that steers a sandbox runtime.
+pub fn is_runtime_annotation(key: &str) -> bool {
+    RUNTIME_ANNOTATION_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p))
+}
+
+/// Checks every rule the tenant denies, in the tenant's order; returns the first violation.
+/// On success returns one reason line per rule checked.
+pub fn check_deny(
+    policy: &Policy,
+    tenant: &Tenant,
+    inputs: &Inputs,
+    what: &str,
+) -> Result<Vec<String>, Refusal> {
+    for rule in &tenant.deny {
+        if let Some((field, message)) = violation(policy, tenant, *rule, inputs, what) {
+            return Err(Refusal {
+                tenant: Some(tenant.name.clone()),
+                rule: format!("deny:{rule}"),
+                field,
+                message,
+            });
+        }
+    }
+    Ok(if tenant.deny.is_empty() {
+        Vec::new()
+    } else {
+        let list: Vec<&str> = tenant.deny.iter().map(|r| r.as_str()).collect();
+        vec![format!(
+            "{what} passes tenant `{}`'s deny rules: {}",
+            tenant.name,
+            list.join(", ")
+        )]
+    })
+}
+
+fn violation(
+    policy: &Policy,
+    tenant: &Tenant,
+    rule: DenyRule,
+    inputs: &Inputs,
+    what: &str,
+) -> Option<(String, String)> {
+    let ns = |flag: bool, ty: &str, name: &str| {
+        flag.then(|| {
+            (
+                format!("linux.namespaces[{ty}]"),
+                format!(
+                    "{what} asks for the host {name} namespace (no private `{ty}` namespace in linux.namespaces), denied for tenant `{}`",
+                    tenant.name
+                ),
+            )
+        })
+    };
+    match rule {
+        DenyRule::HostNetwork => ns(inputs.host_network, "network", "network"),
+        DenyRule::HostPid => ns(inputs.host_pid, "pid", "PID"),
+        DenyRule::HostIpc => ns(inputs.host_ipc, "ipc", "IPC"),
+        DenyRule::Privileged => inputs.privileged.then(|| {
+            let field = inputs
+                .privileged_field
+                .clone()
+                .unwrap_or_else(|| "process.capabilities".to_string());
+            (
+                field.clone(),
+                format!(
+                    "{what} is privileged ({field} grants everything), denied for tenant `{}`",
+                    tenant.name
+                ),
+            )
+        }),
+        DenyRule::HostPath => host_path_violation(policy, tenant, inputs, what),
+        DenyRule::RuntimeAnnotations => inputs
+            .annotations
+            .keys()
+            .find(|k| is_runtime_annotation(k) && !annotation_allowed(k, &tenant.allow_annotations))
+            .map(|k| {
+                (
+                    format!("annotations[{k}]"),
+                    format!(
+                        "{what} carries runtime annotation `{k}`, which tenant `{}` does not list in allow_annotations",
+                        tenant.name
+                    ),
+                )
+            }),
+    }
+}
+
+fn host_path_violation(
+    policy: &Policy,
+    tenant: &Tenant,
+    inputs: &Inputs,
+    what: &str,
+) -> Option<(String, String)> {
+    for (i, m) in inputs.mounts.iter().enumerate() {
+        let field = format!("mounts[{i}].source");
+        if m.bind {
+            if !hostpath::is_allowed(&m.source, &policy.allowed_host_paths) {
+                return Some((
+                    field,
+                    format!(
+                        "{what} bind-mounts host path `{}` at `{}`, outside allowed_host_paths, denied for tenant `{}`",
+                        m.source, m.destination, tenant.name
+                    ),
+                ));
+            }
+        } else if !PSEUDO_FS_TYPES.contains(&m.kind.as_str()) {
+            return Some((
+                format!("mounts[{i}].type"),
+                format!(
+                    "{what} mounts `{}` of type `{}` at `{}`: only bind mounts from allowed_host_paths and pseudo filesystems are allowed for tenant `{}`",
+                    m.source, m.kind, m.destination, tenant.name
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// A privileged task never goes to a `vm` backend (the VM would be given every host device).
+pub fn check_privileged_vm(
+    inputs: &Inputs,
+    tenant: Option<&str>,
+    backend: &str,
+    isolation: Isolation,
+    what: &str,
+) -> Result<(), Refusal> {
+    if inputs.privileged && isolation == Isolation::Vm {
+        let field = inputs
+            .privileged_field
+            .clone()
+            .unwrap_or_else(|| "process.capabilities".to_string());
+        return Err(Refusal {
+            tenant: tenant.map(str::to_string),
+            rule: "privileged-vm".to_string(),
+            field: field.clone(),
+            message: format!(
+                "{what} is privileged ({field}) and backend `{backend}` is a VM: a privileged pod is never handed to a VM backend"
+            ),
+        });
+    }
+    Ok(())
+}

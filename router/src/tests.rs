@@ -1,0 +1,4 @@
+//! Table tests for the decision: every rule, every refusal, and the known traps.
+
+mod fixtures;
+mod table;
