@@ -1,0 +1,85 @@
+//! `delete`: containerd calls it when a shim is gone (killed, crashed) to clean up what the shim
+//! left. The bundle's decision record names the backend that served the task; its cleanup runs:
+//! a shim backend's own `delete` (exec, same argv), or the built-in backend's force-delete. No
+//! record means `start` refused before writing one: nothing was started, nothing to clean.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use containerd_shim_protos::api::DeleteResponse;
+use containerd_shim_protos::protobuf::Message;
+
+use crate::args::ShimArgs;
+use crate::backend::{self, BackendError};
+use crate::handoff::{self, HandoffError};
+use crate::record::{self, RecordError, RecordedBackend};
+
+/// `delete` could not clean up.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("cannot determine the bundle directory: {0}")]
+    Cwd(io::Error),
+    #[error("cannot read the decision record: {0}")]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Handoff(#[from] HandoffError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot encode DeleteResponse: {0}")]
+    Encode(String),
+    #[error("cannot write DeleteResponse to stdout: {0}")]
+    Stdout(io::Error),
+}
+
+/// The bundle: `-bundle` if given, else the working directory (containerd sets both on Linux).
+pub fn bundle_dir(args: &ShimArgs) -> Result<PathBuf, io::Error> {
+    match &args.bundle {
+        Some(b) if b.is_absolute() => Ok(b.clone()),
+        Some(b) => Ok(std::env::current_dir()?.join(b)),
+        None => std::env::current_dir(),
+    }
+}
+
+/// Run `delete`. Returns only when there is nothing to hand off to (or on failure).
+pub fn run(args: &ShimArgs) -> Result<(), DeleteError> {
+    let bundle = bundle_dir(args).map_err(DeleteError::Cwd)?;
+    let Some(rec) = record::read(&bundle)? else {
+        log::info!(
+            "delete {}: no decision record in {}: nothing to clean up",
+            args.id,
+            bundle.display()
+        );
+        return write_response(&DeleteResponse::new());
+    };
+    log::debug!(
+        "delete {}: backend `{}` ({:?})",
+        args.id,
+        rec.backend,
+        rec.target
+    );
+    match &rec.target {
+        RecordedBackend::Shim { binary, env } => Err(handoff::exec(binary, &args.raw, env).into()),
+        RecordedBackend::Builtin {
+            runtime,
+            runtime_args,
+        } => {
+            let bytes =
+                backend::builtin_delete(args, &rec.backend, runtime, runtime_args, &bundle)?;
+            write_bytes(&bytes)
+        }
+    }
+}
+
+fn write_response(resp: &DeleteResponse) -> Result<(), DeleteError> {
+    let bytes = resp
+        .write_to_bytes()
+        .map_err(|e| DeleteError::Encode(e.to_string()))?;
+    write_bytes(&bytes)
+}
+
+fn write_bytes(bytes: &[u8]) -> Result<(), DeleteError> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(DeleteError::Stdout)
+}

@@ -1,0 +1,494 @@
+//! `start` (SPEC §2): the routing decision for one task and the hand-over to the backend.
+//!
+//! containerd runs `start` with the bundle as working directory and reads stdout and stderr
+//! *together* as the shim's address, so on success nothing but the address may be printed (by
+//! this process or by the shim it execs). Steps: read `config.json`, load the policy, decide (a
+//! sandbox or a task with no CRI annotations decides alone; a container follows its sandbox's
+//! record and only has its own spec checked), resolve the backend, write
+//! `router-decision.json`, append the audit line, then exec the backend shim (same argv, cwd,
+//! stdin, env + backend env) or start the built-in backend and print its address. Any failure is
+//! a refusal: audited, one line on stderr (containerd puts it into the CRI error), exit 1, and no
+//! record, daemon or socket left behind.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use router_config::{BackendKind, ConfigError, Policy};
+use router_core::{Decision, Inputs, Refusal, Role};
+
+use crate::args::ShimArgs;
+use crate::audit::{self, AuditEntry, Denial};
+use crate::backend::{self, BackendError};
+use crate::handoff::{self, HandoffError};
+use crate::record::{self, DecisionRecord, RecordError, RecordedBackend, RECORD_VERSION};
+use crate::timefmt;
+
+/// `config.json` larger than this is refused.
+const MAX_SPEC_BYTES: u64 = 16 << 20;
+
+/// Why `start` refused (or failed to start) a task.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot determine the bundle directory: {0}")]
+    Cwd(io::Error),
+    #[error("{path}: cannot read the OCI spec: {source}")]
+    SpecRead { path: PathBuf, source: io::Error },
+    #[error("{path}: OCI spec larger than {MAX_SPEC_BYTES} bytes")]
+    SpecTooLarge { path: PathBuf },
+    #[error("{path}: invalid OCI spec: {message}")]
+    SpecParse { path: PathBuf, message: String },
+    #[error("policy error, every pod is refused until it is fixed: {0}")]
+    Policy(#[from] ConfigError),
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("container {id}: invalid sandbox id {sandbox_id:?} in io.kubernetes.cri.sandbox-id")]
+    BadSandboxId { id: String, sandbox_id: String },
+    #[error("container {id}: its sandbox {sandbox_id} has no decision record ({path}); a container never gets a backend of its own")]
+    SandboxRecordMissing {
+        id: String,
+        sandbox_id: String,
+        path: PathBuf,
+    },
+    #[error("container {id}: cannot use its sandbox's decision record: {source}")]
+    SandboxRecord { id: String, source: RecordError },
+    #[error("container {id}: sandbox decision record {path} belongs to {found}, not {expected}")]
+    SandboxMismatch {
+        id: String,
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("decision names backend `{0}`, which the policy does not define")]
+    UnknownBackend(String),
+    #[error(transparent)]
+    Handoff(#[from] HandoffError),
+    #[error("backend `{backend}`: OCI runtime {runtime} is missing or not executable")]
+    RuntimeMissing { backend: String, runtime: String },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot write the decision record: {0}")]
+    Record(RecordError),
+}
+
+impl StartError {
+    /// The rule named in the audit line.
+    fn rule(&self) -> String {
+        match self {
+            StartError::Refused(r) => r.rule.clone(),
+            StartError::Policy(_) | StartError::UnknownBackend(_) => "policy".into(),
+            StartError::Cwd(_) | StartError::Record(_) => "internal".into(),
+            StartError::SpecRead { .. }
+            | StartError::SpecTooLarge { .. }
+            | StartError::SpecParse { .. } => "spec".into(),
+            StartError::BadSandboxId { .. }
+            | StartError::SandboxRecordMissing { .. }
+            | StartError::SandboxRecord { .. }
+            | StartError::SandboxMismatch { .. } => "sandbox-record".into(),
+            StartError::Handoff(HandoffError::Exec { .. }) => "handoff".into(),
+            StartError::Handoff(_) | StartError::RuntimeMissing { .. } => "backend-missing".into(),
+            StartError::Backend(_) => "backend".into(),
+        }
+    }
+
+    /// The offending field, for the audit line.
+    fn field(&self) -> String {
+        match self {
+            StartError::Refused(r) => r.field.clone(),
+            StartError::Policy(e) => e
+                .diagnostics()
+                .first()
+                .map(|d| format!("{}:{}: {}", d.file.display(), d.line, d.field))
+                .unwrap_or_default(),
+            StartError::BadSandboxId { .. }
+            | StartError::SandboxRecordMissing { .. }
+            | StartError::SandboxMismatch { .. } => {
+                "annotations[io.kubernetes.cri.sandbox-id]".into()
+            }
+            _ => String::new(),
+        }
+    }
+
+    fn tenant(&self) -> Option<String> {
+        match self {
+            StartError::Refused(r) => r.tenant.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// What was decided, before it is acted on.
+struct Routed {
+    decision: Decision,
+    target: RecordedBackend,
+    sandbox_id: String,
+}
+
+/// Context shared by the audit of an allowed and a refused start.
+struct Ctx<'a> {
+    args: &'a ShimArgs,
+    started: Instant,
+    inputs: Option<Inputs>,
+    policy: Option<Policy>,
+}
+
+/// Run `start`. On success with a shim backend this never returns (the process becomes the
+/// backend's `start`); with the built-in backend it returns the address to print.
+pub fn run(args: &ShimArgs) -> Result<String, StartError> {
+    let mut ctx = Ctx {
+        args,
+        started: Instant::now(),
+        inputs: None,
+        policy: None,
+    };
+    match route(&mut ctx) {
+        Ok((bundle, routed)) => act(&ctx, &bundle, routed),
+        Err(e) => {
+            audit_refusal(&ctx, &e);
+            Err(e)
+        }
+    }
+}
+
+fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
+    let args = ctx.args;
+    let bundle = std::env::current_dir().map_err(StartError::Cwd)?;
+    let spec_path = bundle.join("config.json");
+    let bytes = read_spec(&spec_path)?;
+    let spec = router_core::parse_spec(&bytes).map_err(|e| StartError::SpecParse {
+        path: spec_path.clone(),
+        message: e.to_string(),
+    })?;
+    let inputs = router_core::inputs_from_spec(&spec, &args.namespace, &args.id);
+    ctx.inputs = Some(inputs.clone());
+    let policy = router_config::load(None)?;
+    ctx.policy = Some(policy.clone());
+    let routed = match &inputs.role {
+        Role::Sandbox => {
+            let decision =
+                router_core::decide_sandbox(&policy, &inputs).map_err(StartError::Refused)?;
+            let target = resolve_backend(&policy, &decision.backend)?;
+            Routed {
+                decision,
+                target,
+                sandbox_id: args.id.clone(),
+            }
+        }
+        Role::Container { sandbox_id } => {
+            let sandbox = read_sandbox_record(&bundle, args, sandbox_id)?;
+            let decision =
+                router_core::decide_container(&policy, &inputs, &sandbox.tenant, &sandbox.backend)
+                    .map_err(StartError::Refused)?;
+            check_target(&sandbox.backend, &sandbox.target)?;
+            Routed {
+                decision,
+                target: sandbox.target,
+                sandbox_id: sandbox_id.clone(),
+            }
+        }
+    };
+    Ok((bundle, routed))
+}
+
+fn read_spec(path: &Path) -> Result<Vec<u8>, StartError> {
+    let err = |source| StartError::SpecRead {
+        path: path.to_owned(),
+        source,
+    };
+    let f = File::open(path).map_err(err)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_SPEC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(StartError::SpecTooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// A sandbox id must name a sibling bundle: one plain path component.
+fn valid_sandbox_id(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.contains('/') && !id.contains('\0')
+}
+
+fn read_sandbox_record(
+    bundle: &Path,
+    args: &ShimArgs,
+    sandbox_id: &str,
+) -> Result<DecisionRecord, StartError> {
+    if !valid_sandbox_id(sandbox_id) {
+        return Err(StartError::BadSandboxId {
+            id: args.id.clone(),
+            sandbox_id: sandbox_id.to_owned(),
+        });
+    }
+    let dir = bundle
+        .parent()
+        .map(|p| p.join(sandbox_id))
+        .unwrap_or_else(|| PathBuf::from(sandbox_id));
+    let path = record::path_in(&dir);
+    let rec = record::read(&dir)
+        .map_err(|source| StartError::SandboxRecord {
+            id: args.id.clone(),
+            source,
+        })?
+        .ok_or_else(|| StartError::SandboxRecordMissing {
+            id: args.id.clone(),
+            sandbox_id: sandbox_id.to_owned(),
+            path: path.clone(),
+        })?;
+    if rec.id != sandbox_id || rec.namespace != args.namespace || rec.role != "sandbox" {
+        return Err(StartError::SandboxMismatch {
+            id: args.id.clone(),
+            path,
+            found: format!("{} {}/{}", rec.role, rec.namespace, rec.id),
+            expected: format!("sandbox {}/{}", args.namespace, sandbox_id),
+        });
+    }
+    Ok(rec)
+}
+
+fn path_var() -> Option<std::ffi::OsString> {
+    std::env::var_os("PATH")
+}
+
+/// Resolve a sandbox's backend from the policy into what is recorded and run.
+fn resolve_backend(policy: &Policy, name: &str) -> Result<RecordedBackend, StartError> {
+    let backend = policy
+        .backends
+        .get(name)
+        .ok_or_else(|| StartError::UnknownBackend(name.to_owned()))?;
+    match &backend.kind {
+        BackendKind::Shim { binary, env } => {
+            let binary = handoff::resolve(name, binary, path_var().as_deref())?;
+            Ok(RecordedBackend::Shim {
+                binary,
+                env: env.clone(),
+            })
+        }
+        BackendKind::Builtin {
+            runtime,
+            runtime_args,
+        } => {
+            if !backend::builtin_available() {
+                return Err(BackendError::BuiltinUnavailable {
+                    backend: name.to_owned(),
+                }
+                .into());
+            }
+            let runtime = runtime.to_string_lossy();
+            let resolved =
+                handoff::resolve(name, &runtime, path_var().as_deref()).map_err(|_| {
+                    StartError::RuntimeMissing {
+                        backend: name.to_owned(),
+                        runtime: runtime.clone().into_owned(),
+                    }
+                })?;
+            Ok(RecordedBackend::Builtin {
+                runtime: resolved,
+                runtime_args: runtime_args.clone(),
+            })
+        }
+    }
+}
+
+/// A container reuses its sandbox's resolved backend: check it is still there.
+fn check_target(name: &str, target: &RecordedBackend) -> Result<(), StartError> {
+    match target {
+        RecordedBackend::Shim { binary, .. } => {
+            let s = binary.to_string_lossy();
+            handoff::resolve(name, &s, None)?;
+        }
+        RecordedBackend::Builtin { runtime, .. } => {
+            if !backend::builtin_available() {
+                return Err(BackendError::BuiltinUnavailable {
+                    backend: name.to_owned(),
+                }
+                .into());
+            }
+            let s = runtime.to_string_lossy();
+            handoff::resolve(name, &s, None).map_err(|_| StartError::RuntimeMissing {
+                backend: name.to_owned(),
+                runtime: s.clone().into_owned(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn role_name(inputs: Option<&Inputs>) -> String {
+    match inputs.map(|i| &i.role) {
+        Some(Role::Container { .. }) => "container".into(),
+        _ => "sandbox".into(),
+    }
+}
+
+/// Write the record, audit, and hand over to the backend.
+fn act(ctx: &Ctx<'_>, bundle: &Path, routed: Routed) -> Result<String, StartError> {
+    let decision_us = ctx.started.elapsed().as_micros() as u64;
+    let args = ctx.args;
+    let inputs = ctx.inputs.as_ref();
+    let (digest, source) = policy_ids(ctx.policy.as_ref());
+    let rec = DecisionRecord {
+        version: RECORD_VERSION,
+        id: args.id.clone(),
+        namespace: args.namespace.clone(),
+        role: role_name(inputs),
+        sandbox_id: routed.sandbox_id.clone(),
+        tenant: routed.decision.tenant.clone(),
+        backend: routed.decision.backend.clone(),
+        isolation: routed.decision.isolation.as_str().to_owned(),
+        rule: routed.decision.rule.clone(),
+        reasons: routed.decision.reasons.clone(),
+        refused_overrides: routed.decision.refused_overrides.clone(),
+        policy_digest: digest.clone().unwrap_or_default(),
+        policy_source: source.clone().unwrap_or_default(),
+        k8s_namespace: inputs.and_then(|i| i.k8s_namespace.clone()),
+        pod_name: inputs.and_then(|i| i.pod_name.clone()),
+        pod_uid: inputs.and_then(|i| i.pod_uid.clone()),
+        decided_at: timefmt::now_rfc3339(),
+        target: routed.target.clone(),
+    };
+    if let Err(e) = record::write(bundle, &rec) {
+        let e = StartError::Record(e);
+        audit_refusal(ctx, &e);
+        return Err(e);
+    }
+    let entry = AuditEntry {
+        time: rec.decided_at.clone(),
+        outcome: "allowed",
+        role: rec.role.clone(),
+        namespace: rec.namespace.clone(),
+        id: rec.id.clone(),
+        sandbox_id: Some(rec.sandbox_id.clone()),
+        k8s_namespace: rec.k8s_namespace.clone(),
+        pod_name: rec.pod_name.clone(),
+        pod_uid: rec.pod_uid.clone(),
+        tenant: Some(rec.tenant.clone()),
+        backend: Some(rec.backend.clone()),
+        isolation: Some(rec.isolation.clone()),
+        rule: rec.rule.clone(),
+        reasons: rec.reasons.clone(),
+        refused_overrides: rec.refused_overrides.clone(),
+        denials: Vec::new(),
+        message: String::new(),
+        policy_digest: digest,
+        policy_source: source,
+        decision_us,
+    };
+    write_audit(ctx.policy.as_ref(), &entry);
+    log::debug!(
+        "{} {}: tenant `{}` backend `{}` ({}) by {}",
+        rec.role,
+        rec.id,
+        rec.tenant,
+        rec.backend,
+        rec.isolation,
+        rec.rule
+    );
+    let result = match &routed.target {
+        RecordedBackend::Shim { binary, env } => {
+            Err(StartError::Handoff(handoff::exec(binary, &args.raw, env)))
+        }
+        RecordedBackend::Builtin {
+            runtime,
+            runtime_args,
+        } => {
+            let sandbox = match ctx.inputs.as_ref().map(|i| &i.role) {
+                Some(Role::Container { sandbox_id }) => Some(sandbox_id.as_str()),
+                _ => None,
+            };
+            backend::builtin_start(args, &rec.backend, runtime, runtime_args, bundle, sandbox)
+                .map_err(StartError::from)
+        }
+    };
+    if let Err(e) = &result {
+        record::remove(bundle);
+        audit_refusal(ctx, e);
+    }
+    result
+}
+
+fn policy_ids(policy: Option<&Policy>) -> (Option<String>, Option<String>) {
+    match policy {
+        Some(p) => (Some(p.digest.clone()), Some(p.source.to_string())),
+        None => (None, None),
+    }
+}
+
+fn audit_path(policy: Option<&Policy>) -> PathBuf {
+    policy
+        .and_then(|p| p.audit_log.clone())
+        .unwrap_or_else(|| PathBuf::from(audit::DEFAULT_AUDIT_LOG))
+}
+
+fn write_audit(policy: Option<&Policy>, entry: &AuditEntry) {
+    if let Err(e) = audit::append(&audit_path(policy), entry) {
+        log::error!(
+            "audit line for {} {} not written: {e}",
+            entry.role,
+            entry.id
+        );
+    }
+}
+
+fn audit_refusal(ctx: &Ctx<'_>, e: &StartError) {
+    let inputs = ctx.inputs.as_ref();
+    let (digest, source) = policy_ids(ctx.policy.as_ref());
+    let sandbox_id = match inputs.map(|i| &i.role) {
+        Some(Role::Container { sandbox_id }) => Some(sandbox_id.clone()),
+        Some(Role::Sandbox) => Some(ctx.args.id.clone()),
+        None => None,
+    };
+    let rule = e.rule();
+    let entry = AuditEntry {
+        time: timefmt::now_rfc3339(),
+        outcome: "refused",
+        role: role_name(inputs),
+        namespace: ctx.args.namespace.clone(),
+        id: ctx.args.id.clone(),
+        sandbox_id,
+        k8s_namespace: inputs.and_then(|i| i.k8s_namespace.clone()),
+        pod_name: inputs.and_then(|i| i.pod_name.clone()),
+        pod_uid: inputs.and_then(|i| i.pod_uid.clone()),
+        tenant: e.tenant(),
+        backend: None,
+        isolation: None,
+        rule: rule.clone(),
+        reasons: Vec::new(),
+        refused_overrides: Vec::new(),
+        denials: vec![Denial {
+            rule,
+            field: e.field(),
+        }],
+        message: e.to_string(),
+        policy_digest: digest,
+        policy_source: source,
+        decision_us: ctx.started.elapsed().as_micros() as u64,
+    };
+    write_audit(ctx.policy.as_ref(), &entry);
+}
+
+/// Print the refusal as one line on stderr: containerd puts it into the CRI error. No trailing
+/// newline when stderr is not a terminal, so the CRI error reads as one line.
+pub fn report_refusal(e: &StartError) {
+    use std::io::IsTerminal;
+    let line = format!("runtime-router: {e}");
+    let line = line.replace('\n', " ");
+    let mut err = io::stderr().lock();
+    let _ = if err.is_terminal() {
+        writeln!(err, "{line}")
+    } else {
+        write!(err, "{line}")
+    };
+}
+
+/// Print the address for containerd (built-in backend).
+pub fn print_address(address: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(address.as_bytes())?;
+    out.flush()
+}
