@@ -44,7 +44,7 @@ pub fn bundle_dir(args: &ShimArgs) -> Result<PathBuf, io::Error> {
 pub fn run(args: &ShimArgs) -> Result<(), DeleteError> {
     let bundle = bundle_dir(args).map_err(DeleteError::Cwd)?;
     let Some(rec) = record::read(&bundle)? else {
-        log::info!(
+        log::debug!(
             "delete {}: no decision record in {}: nothing to clean up",
             args.id,
             bundle.display()

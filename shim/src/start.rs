@@ -131,6 +131,8 @@ struct Ctx<'a> {
     started: Instant,
     inputs: Option<Inputs>,
     policy: Option<Policy>,
+    /// Set once decided, so a later failure is audited with tenant and backend.
+    decision: Option<Decision>,
 }
 
 /// Run `start`. On success with a shim backend this never returns (the process becomes the
@@ -141,6 +143,7 @@ pub fn run(args: &ShimArgs) -> Result<String, StartError> {
         started: Instant::now(),
         inputs: None,
         policy: None,
+        decision: None,
     };
     match route(&mut ctx) {
         Ok((bundle, routed)) => act(&ctx, &bundle, routed),
@@ -155,12 +158,20 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
     let args = ctx.args;
     let bundle = std::env::current_dir().map_err(StartError::Cwd)?;
     let spec_path = bundle.join("config.json");
-    let bytes = read_spec(&spec_path)?;
-    let spec = router_core::parse_spec(&bytes).map_err(|e| StartError::SpecParse {
-        path: spec_path.clone(),
-        message: e.to_string(),
-    })?;
-    let inputs = router_core::inputs_from_spec(&spec, &args.namespace, &args.id);
+    let spec = read_spec(&spec_path).and_then(|bytes| {
+        router_core::parse_spec(&bytes).map_err(|e| StartError::SpecParse {
+            path: spec_path.clone(),
+            message: e.to_string(),
+        })
+    });
+    let inputs = match spec {
+        Ok(spec) => router_core::inputs_from_spec(&spec, &args.namespace, &args.id),
+        Err(e) => {
+            // only so the refusal is audited where the policy says
+            ctx.policy = router_config::load(None).ok();
+            return Err(e);
+        }
+    };
     ctx.inputs = Some(inputs.clone());
     let policy = router_config::load(None)?;
     ctx.policy = Some(policy.clone());
@@ -168,6 +179,7 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
         Role::Sandbox => {
             let decision =
                 router_core::decide_sandbox(&policy, &inputs).map_err(StartError::Refused)?;
+            ctx.decision = Some(decision.clone());
             let target = resolve_backend(&policy, &decision.backend)?;
             Routed {
                 decision,
@@ -180,6 +192,7 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
             let decision =
                 router_core::decide_container(&policy, &inputs, &sandbox.tenant, &sandbox.backend)
                     .map_err(StartError::Refused)?;
+            ctx.decision = Some(decision.clone());
             check_target(&sandbox.backend, &sandbox.target)?;
             Routed {
                 decision,
@@ -454,9 +467,14 @@ fn audit_refusal(ctx: &Ctx<'_>, e: &StartError) {
         k8s_namespace: inputs.and_then(|i| i.k8s_namespace.clone()),
         pod_name: inputs.and_then(|i| i.pod_name.clone()),
         pod_uid: inputs.and_then(|i| i.pod_uid.clone()),
-        tenant: e.tenant(),
-        backend: None,
-        isolation: None,
+        tenant: e
+            .tenant()
+            .or_else(|| ctx.decision.as_ref().map(|d| d.tenant.clone())),
+        backend: ctx.decision.as_ref().map(|d| d.backend.clone()),
+        isolation: ctx
+            .decision
+            .as_ref()
+            .map(|d| d.isolation.as_str().to_owned()),
         rule: rule.clone(),
         reasons: Vec::new(),
         refused_overrides: Vec::new(),
@@ -476,7 +494,14 @@ fn audit_refusal(ctx: &Ctx<'_>, e: &StartError) {
 /// newline when stderr is not a terminal, so the CRI error reads as one line.
 pub fn report_refusal(e: &StartError) {
     use std::io::IsTerminal;
-    let line = format!("runtime-router: {e}");
+    let line = match e {
+        StartError::Refused(r) => r.to_string(),
+        StartError::Cwd(_)
+        | StartError::Record(_)
+        | StartError::Backend(_)
+        | StartError::Handoff(HandoffError::Exec { .. }) => format!("runtime-router: {e}"),
+        _ => format!("runtime-router refused: {e}"),
+    };
     let line = line.replace('\n', " ");
     let mut err = io::stderr().lock();
     let _ = if err.is_terminal() {
