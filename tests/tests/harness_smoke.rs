@@ -1,0 +1,202 @@
+//! Smoke test of the integration harness itself, with containerd's own runc shim as the default
+//! handler (no router involved): a pod with its own network namespace from the harness's CNI
+//! bridge, a busybox container whose output is read back from its CRI log, exec-sync, stop and
+//! remove, and a teardown after which no process refers to the harness.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use router_integration::{procs, ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler};
+
+const LONG: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_runs_a_pod_on_plain_runc_and_cleans_up() -> Result<()> {
+    let opts = ContainerdOptions::default()
+        .handler(RuntimeHandler::runc("runc"))
+        .default_runtime("runc");
+    let h = Containerd::start(opts).await.context("start harness")?;
+    let socket = h.socket().to_string_lossy().into_owned();
+    let dir = h.dir().to_string_lossy().into_owned();
+    let bridge = h.bridge().to_string();
+
+    let result = exercise(&h).await;
+    let pids = match result {
+        Ok(pids) => pids,
+        Err(e) => return Err(e.context(format!("containerd log:\n{}", h.log_tail()))),
+    };
+
+    h.shutdown().await.context("shutdown")?;
+    let left = procs::referencing(&socket);
+    ensure!(
+        left.is_empty(),
+        "processes still reference {socket}: {left:?}"
+    );
+    let left = procs::referencing(&dir);
+    ensure!(left.is_empty(), "processes still reference {dir}: {left:?}");
+    for pid in pids {
+        ensure!(
+            !procs::alive(pid),
+            "container process {pid} survived shutdown"
+        );
+    }
+    ensure!(
+        !std::path::Path::new(&dir).exists(),
+        "{dir} was not removed"
+    );
+    ensure!(
+        !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists(),
+        "bridge {bridge} was not deleted"
+    );
+    Ok(())
+}
+
+/// Runs the pod; returns the host pids of the sandbox and container (checked after shutdown).
+async fn exercise(h: &Containerd) -> Result<Vec<i32>> {
+    let cri = h.cri();
+    let (name, version) = cri.version().await?;
+    ensure!(name == "containerd", "runtime name {name} {version}");
+
+    let pod = h.pod("smoke", "echo-pod");
+    let pod_cfg = pod.build();
+    let pod_id = cri.run_pod(&pod_cfg).await.context("RunPodSandbox")?;
+    let pod_pid = cri.pod_pid(&pod_id).await?;
+
+    // The pod has its own network namespace with an address from the harness subnet.
+    let status = cri.pod_status(&pod_id).await?;
+    let ip = status
+        .network
+        .as_ref()
+        .map(|n| n.ip.clone())
+        .unwrap_or_default();
+    let prefix = h.subnet().rsplit_once('.').map(|(p, _)| p).unwrap_or("");
+    ensure!(
+        !ip.is_empty() && ip.starts_with(prefix),
+        "pod IP {ip:?} not in {}",
+        h.subnet()
+    );
+    let host_netns = std::fs::read_link("/proc/self/ns/net")?;
+    let pod_netns = std::fs::read_link(format!("/proc/{pod_pid}/ns/net"))?;
+    ensure!(
+        host_netns != pod_netns,
+        "pod shares the host network namespace"
+    );
+
+    let container = ContainerSpec::new("echo")
+        .in_pod(&pod)
+        .shell("echo hello-from-harness; uname -s; exec sleep 3600");
+    let cid = cri
+        .run_container(&pod_id, &pod_cfg, &container.build())
+        .await
+        .context("create/start container")?;
+    let logs = cri
+        .wait_log_contains(&cid, "hello-from-harness", LONG)
+        .await?;
+    ensure!(logs.contains("Linux"), "log lacks uname output: {logs:?}");
+    let c_pid = cri.container_pid(&cid).await?;
+
+    let out = cri
+        .exec_sync(
+            &cid,
+            &["sh", "-c", "cat /etc/hostname; id -u; exit 3"],
+            LONG,
+        )
+        .await?;
+    ensure!(out.exit_code == 3, "exec exit code {out:?}");
+    ensure!(out.stdout.contains("echo-pod"), "hostname: {out:?}");
+    ensure!(out.stdout.lines().any(|l| l == "0"), "uid: {out:?}");
+
+    let stats = cri.container_stats(&cid).await?;
+    ensure!(
+        stats.attributes.is_some(),
+        "stats without attributes: {stats:?}"
+    );
+    let listed = cri.list_containers(Some(&pod_id)).await?;
+    ensure!(listed.iter().any(|c| c.id == cid), "container not listed");
+
+    // A second, short-lived container: exit code is reported.
+    let short = ContainerSpec::new("short").shell("echo bye >&2; exit 7");
+    let sid = cri.run_container(&pod_id, &pod_cfg, &short.build()).await?;
+    ensure!(cri.wait_container_exit(&sid, LONG).await? == 7, "exit code");
+    ensure!(cri.logs(&sid).await?.contains("bye"), "stderr in log");
+
+    // A refused call carries the gRPC message.
+    let err = cri
+        .create_container(
+            &pod_id,
+            &pod_cfg,
+            &ContainerSpec::new("bad")
+                .image("docker.io/local/absent:1")
+                .build(),
+        )
+        .await
+        .err()
+        .context("image that does not exist must fail")?;
+    ensure!(err.grpc_code().is_some(), "not a CRI error: {err}");
+    ensure!(
+        err.message().contains("absent"),
+        "message lacks the image: {err}"
+    );
+
+    cri.stop_container(&cid, 5).await?;
+    cri.remove_container(&cid).await?;
+    cri.stop_pod(&pod_id).await?;
+    cri.remove_pod(&pod_id).await?;
+    ensure!(cri.list_pods().await?.is_empty(), "pod still listed");
+    Ok(vec![pod_pid, c_pid])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_teardown_kills_what_was_left_running() -> Result<()> {
+    // A pod left running at shutdown, plus a ctr task in another namespace: both must be gone.
+    let opts = ContainerdOptions::default()
+        .handler(RuntimeHandler::runc("runc"))
+        .default_runtime("runc");
+    let h = Containerd::start(opts).await.context("start harness")?;
+    let socket = h.socket().to_string_lossy().into_owned();
+    let cri = h.cri();
+    let pod = h.pod("smoke", "left-running");
+    let pod_cfg = pod.build();
+    let pod_id = cri.run_pod(&pod_cfg).await?;
+    let cid = cri
+        .run_container(
+            &pod_id,
+            &pod_cfg,
+            &ContainerSpec::new("sleeper")
+                .shell("exec sleep 3600")
+                .build(),
+        )
+        .await?;
+    let c_pid = cri.container_pid(&cid).await?;
+    h.import_images("smoke").await?;
+    h.ctr("smoke").run_detached(
+        "io.containerd.runc.v2",
+        router_integration::BUSYBOX_IMAGE,
+        "ctr-task",
+        &["sleep", "3600"],
+    )?;
+    let tasks = h.ctr("smoke").tasks()?;
+    ensure!(
+        tasks.iter().any(|t| t == "ctr-task"),
+        "ctr task missing: {tasks:?}"
+    );
+    ensure!(
+        h.shims().len() >= 2,
+        "expected a shim per pod/task: {:?}",
+        h.shims()
+    );
+
+    h.shutdown().await.context("shutdown")?;
+    let left = procs::referencing(&socket);
+    ensure!(
+        left.is_empty(),
+        "processes still reference {socket}: {left:?}"
+    );
+    ensure!(
+        !procs::alive(c_pid),
+        "container process {c_pid} survived shutdown"
+    );
+    Ok(())
+}
