@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::images::{self, ImageSpec};
 use crate::mounts;
 use crate::net::{self, SubnetLease};
+use crate::netns;
 use crate::procs::{self, ProcInfo};
 use crate::standin;
 
@@ -375,6 +376,17 @@ impl Containerd {
         self.spawn_and_wait().await
     }
 
+    /// Simulates a containerd crash: SIGKILL, shims and containers left running. [`restart`]
+    /// brings containerd back; teardown cleans up either way.
+    ///
+    /// [`restart`]: Containerd::restart
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Imports the harness's images into another containerd namespace (e.g. for `ctr run`).
     pub async fn import_images(&self, namespace: &str) -> Result<()> {
         if !self.paths.images.is_file() {
@@ -560,9 +572,22 @@ impl Containerd {
         if !shims.is_empty() {
             log::warn!("teardown: killing leftover shims {shims:?}");
             let all = procs::with_descendants(&shims, &procs::list());
+            // Pods CRI could not remove keep a pinned network namespace: find it through the
+            // namespace of their processes before killing them.
+            let inodes = all.iter().filter_map(|p| netns::net_ns_of(*p)).collect();
+            let pinned = netns::pinned_files(&inodes);
             let alive = procs::kill_all(&all, Duration::from_secs(15));
             if !alive.is_empty() {
                 left.push(format!("processes survived SIGKILL: {alive:?}"));
+            }
+            for f in pinned {
+                log::warn!(
+                    "teardown: removing leftover network namespace {}",
+                    f.display()
+                );
+                if let Err(e) = netns::remove_pinned(&f) {
+                    left.push(e);
+                }
             }
         }
 

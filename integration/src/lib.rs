@@ -14,6 +14,7 @@ pub mod error;
 pub mod images;
 pub mod mounts;
 pub mod net;
+pub mod netns;
 pub mod procs;
 pub mod standin;
 

@@ -200,3 +200,71 @@ async fn harness_teardown_kills_what_was_left_running() -> Result<()> {
     );
     Ok(())
 }
+
+/// The network namespace path CRI pinned for a pod (from the verbose status's OCI spec).
+async fn pod_netns_path(cri: &router_integration::CriClient, pod_id: &str) -> Result<String> {
+    let (_, info) = cri.pod_status_verbose(pod_id, true).await?;
+    let v: serde_json::Value = serde_json::from_str(info.get("info").context("no info")?)?;
+    let namespaces = v["runtimeSpec"]["linux"]["namespaces"]
+        .as_array()
+        .context("no namespaces in runtimeSpec")?;
+    namespaces
+        .iter()
+        .find(|n| n["type"] == "network")
+        .and_then(|n| n["path"].as_str())
+        .map(String::from)
+        .context("no network namespace path")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_restart_keeps_pods_and_crash_teardown_cleans_up() -> Result<()> {
+    let opts = ContainerdOptions::default()
+        .handler(RuntimeHandler::runc("runc"))
+        .default_runtime("runc");
+    let mut h = Containerd::start(opts).await.context("start harness")?;
+    let socket = h.socket().to_string_lossy().into_owned();
+    let pod = h.pod("smoke", "survivor");
+    let pod_cfg = pod.build();
+    let cri = h.cri();
+    let pod_id = cri.run_pod(&pod_cfg).await?;
+    let cid = cri
+        .run_container(
+            &pod_id,
+            &pod_cfg,
+            &ContainerSpec::new("sleeper")
+                .shell("exec sleep 3600")
+                .build(),
+        )
+        .await?;
+    let c_pid = cri.container_pid(&cid).await?;
+    let netns = pod_netns_path(&cri, &pod_id).await?;
+    ensure!(std::path::Path::new(&netns).exists(), "{netns} missing");
+
+    // containerd restart: the shims keep the pod, and CRI finds it again.
+    let old = h.containerd_pid();
+    h.restart().await.context("restart")?;
+    ensure!(h.containerd_pid() != old, "containerd was not restarted");
+    let cri = h.cri();
+    let out = cri
+        .exec_sync(&cid, &["echo", "still-here"], LONG)
+        .await
+        .with_context(|| format!("exec after restart; log:\n{}", h.log_tail()))?;
+    ensure!(out.stdout.trim() == "still-here", "{out:?}");
+    ensure!(procs::alive(c_pid), "container died across the restart");
+
+    // containerd crash: teardown cannot use CRI and must still leave nothing behind.
+    h.crash();
+    ensure!(!h.shims().is_empty(), "shims should outlive containerd");
+    h.shutdown().await.context("shutdown after crash")?;
+    let left = procs::referencing(&socket);
+    ensure!(
+        left.is_empty(),
+        "processes still reference {socket}: {left:?}"
+    );
+    ensure!(!procs::alive(c_pid), "container process {c_pid} survived");
+    ensure!(
+        !std::path::Path::new(&netns).exists(),
+        "{netns} left behind"
+    );
+    Ok(())
+}
