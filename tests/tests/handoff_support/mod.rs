@@ -1,0 +1,286 @@
+//! Shared helpers of the hand-off end-to-end suites (`handoff_*.rs`): one private containerd per
+//! test binary, shared by its tests while any of them runs (each test uses its own Kubernetes
+//! namespaces and pods), the test policy (trusted tier = containerd's `containerd-shim-runc-v2`
+//! as a shim backend, VM tier = the Kata stand-in), and checks on what served a pod: the shim
+//! process that is the parent of the pod's pause process, its binary, its environment; the
+//! decision record and the audit log; and that nothing is left after a refusal.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use router_integration::{procs, Containerd, ContainerdOptions, CriClient, STANDIN_BINARY};
+use serde_json::Value;
+
+/// containerd's own runc shim: the trusted tier's backend in these suites.
+pub const RUNC_SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
+/// Backend override annotation.
+pub const BACKEND_OVERRIDE: &str = "runtime-router.io/backend";
+/// Marker env var given to the VM-tier backend in the test policy.
+pub const KATA_CONF: &str = "/etc/kata-containers/configuration-qemu.toml";
+
+/// The test policy; `{dir}`, `{root}`, `{state}` are filled from the harness.
+const POLICY_TEMPLATE: &str = r#"version = 1
+audit_log = "{dir}/audit/decisions.jsonl"
+default_tenant = "untrusted"
+allowed_host_paths = ["{dir}/kubelet/pods/", "{root}/", "{state}/"]
+
+[backends.runc]
+kind = "shim"
+binary = "containerd-shim-runc-v2"
+isolation = "container"
+
+[backends.kata]
+kind = "shim"
+binary = "containerd-shim-kata-standin-v2"
+env = { KATA_CONF_FILE = "/etc/kata-containers/configuration-qemu.toml" }
+isolation = "vm"
+
+[backends.ghost]
+kind = "shim"
+binary = "containerd-shim-ghost-v2"
+isolation = "vm"
+
+[tenants.provider]
+namespaces = ["kube-system", "telemetry", "sdewan-*"]
+containerd_namespaces = ["infra"]
+backend = "runc"
+
+[tenants.haunted]
+namespaces = ["haunted"]
+backend = "ghost"
+
+[tenants.untrusted]
+backend = "kata"
+deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations"]
+allow_annotations = ["io.katacontainers.config.hypervisor.default_memory"]
+"#;
+
+/// The test policy for a harness.
+pub fn policy_for(h: &Containerd) -> String {
+    POLICY_TEMPLATE
+        .replace("{dir}", &h.dir().to_string_lossy())
+        .replace("{root}", &h.root().to_string_lossy())
+        .replace("{state}", &h.state().to_string_lossy())
+}
+
+/// The shared containerd of one test binary.
+pub struct Fixture {
+    pub h: Containerd,
+}
+
+static SHARED: tokio::sync::Mutex<Weak<Fixture>> = tokio::sync::Mutex::const_new(Weak::new());
+
+/// The binary's shared containerd, started with the test policy if no test holds it. Dropping
+/// the last `Arc` tears it down (every process, mount and file it made).
+pub async fn shared() -> Result<Arc<Fixture>> {
+    let mut slot = SHARED.lock().await;
+    if let Some(f) = slot.upgrade() {
+        return Ok(f);
+    }
+    let f = Arc::new(start_fixture().await?);
+    *slot = Arc::downgrade(&f);
+    Ok(f)
+}
+
+/// A fresh containerd with the test policy (for suites that change the policy).
+pub async fn start_fixture() -> Result<Fixture> {
+    ensure!(
+        router_integration::binaries::router_shim_path().is_some(),
+        "containerd-shim-router-v2 is not built next to the tests: run `cargo build -p router-shim --bins` first"
+    );
+    // placeholder: the real policy names the harness's own directories, known once it exists
+    let h = Containerd::start(ContainerdOptions::with_policy("version = 1\n"))
+        .await
+        .context("start the harness containerd")?;
+    h.set_policy(&policy_for(&h))?;
+    std::fs::create_dir_all(h.dir().join("kubelet/pods"))?;
+    Ok(Fixture { h })
+}
+
+impl Fixture {
+    /// A CRI client on the calling test's runtime.
+    pub async fn cri(&self) -> Result<CriClient> {
+        CriClient::connect(self.h.socket())
+            .await
+            .context("connect CRI")
+    }
+
+    /// Path of the audit log named by the test policy.
+    pub fn audit_path(&self) -> PathBuf {
+        self.h.dir().join("audit/decisions.jsonl")
+    }
+
+    /// Every audit line so far.
+    pub fn audit(&self) -> Result<Vec<Value>> {
+        let text = match std::fs::read_to_string(self.audit_path()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).context("read audit log"),
+        };
+        text.lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("audit line {l:?}")))
+            .collect()
+    }
+
+    /// Audit lines about the pod with this uid.
+    pub fn audit_for_uid(&self, uid: &str) -> Result<Vec<Value>> {
+        Ok(self
+            .audit()?
+            .into_iter()
+            .filter(|v| v["pod_uid"] == uid)
+            .collect())
+    }
+
+    /// The decision record of a task in the CRI namespace.
+    pub fn record(&self, id: &str) -> Result<Value> {
+        let path = self
+            .h
+            .bundle_dir(router_integration::K8S_NAMESPACE, id)
+            .join("router-decision.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
+    }
+
+    /// Path of the Kata stand-in binary of this harness.
+    pub fn standin(&self) -> PathBuf {
+        self.h.standin_dir().join(STANDIN_BINARY)
+    }
+
+    /// A kubelet-style volume directory of a pod (`<kubelet root>/pods/<uid>/volumes/...`).
+    pub fn kubelet_volume(&self, uid: &str, name: &str) -> Result<PathBuf> {
+        let dir = self
+            .h
+            .dir()
+            .join("kubelet/pods")
+            .join(uid)
+            .join("volumes/kubernetes.io~empty-dir")
+            .join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// After a refusal of the pod with this uid: the audit says refused, and nothing of the
+    /// refused task is left (no process naming its id, no bundle). Returns the refused id.
+    pub fn assert_refused_and_gone(&self, uid: &str, needle: &str) -> Result<String> {
+        let lines = self.audit_for_uid(uid)?;
+        let refused = lines
+            .iter()
+            .rev()
+            .find(|v| v["outcome"] == "refused")
+            .with_context(|| format!("no refused audit line for pod uid {uid}: {lines:?}"))?;
+        let msg = refused["message"].as_str().unwrap_or_default();
+        ensure!(
+            msg.contains(needle),
+            "audit message {msg:?} lacks {needle:?}"
+        );
+        let id = refused["id"]
+            .as_str()
+            .context("refused audit line has no id")?
+            .to_owned();
+        assert_task_gone(&self.h, &id)?;
+        Ok(id)
+    }
+}
+
+/// No process mentions the task id and its bundle is gone (waits a little: containerd removes
+/// the bundle right after the failed start).
+pub fn assert_task_gone(h: &Containerd, id: &str) -> Result<()> {
+    let bundle = h.bundle_dir(router_integration::K8S_NAMESPACE, id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let procs = procs::referencing(id);
+        let gone = procs.is_empty() && !bundle.exists();
+        if gone {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "task {id} left behind: processes {procs:?}, bundle exists: {}",
+                bundle.exists()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The parent pid of a process.
+pub fn ppid(pid: i32) -> Result<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 1..];
+    rest.split_whitespace()
+        .nth(1)
+        .context("no ppid in stat")?
+        .parse()
+        .context("ppid")
+}
+
+/// The binary a process runs.
+pub fn exe(pid: i32) -> Result<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).with_context(|| format!("readlink /proc/{pid}/exe"))
+}
+
+/// A process's environment variable.
+pub fn environ_var(pid: i32, key: &str) -> Result<Option<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ"))?;
+    let prefix = format!("{key}=");
+    Ok(raw
+        .split(|b| *b == 0)
+        .map(String::from_utf8_lossy)
+        .find_map(|kv| kv.strip_prefix(&prefix).map(str::to_owned)))
+}
+
+/// The shim serving a pod: the parent of its pause process. Returns (shim pid, shim binary).
+pub async fn pod_shim(cri: &CriClient, pod_id: &str) -> Result<(i32, PathBuf)> {
+    let pause = cri.pod_pid(pod_id).await?;
+    let shim = ppid(pause)?;
+    Ok((shim, exe(shim)?))
+}
+
+/// The shim serving a container: the parent of its init process.
+pub async fn container_shim(cri: &CriClient, container_id: &str) -> Result<(i32, PathBuf)> {
+    let init = cri.container_pid(container_id).await?;
+    let shim = ppid(init)?;
+    Ok((shim, exe(shim)?))
+}
+
+/// The error text of a failed CRI call, checked to carry every needle.
+pub fn refusal_text<T: std::fmt::Debug>(
+    r: router_integration::Result<T>,
+    needles: &[&str],
+) -> Result<String> {
+    let e = match r {
+        Ok(v) => bail!("expected a refusal, got {v:?}"),
+        Err(e) => e.to_string(),
+    };
+    eprintln!("refusal as the CRI client saw it: {e}");
+    for n in needles {
+        ensure!(e.contains(n), "error {e:?} lacks {n:?}");
+    }
+    Ok(e)
+}
+
+/// Stop and remove a pod (best effort is not enough in a test: errors are returned).
+pub async fn remove_pod(cri: &CriClient, pod_id: &str) -> Result<()> {
+    cri.stop_pod(pod_id).await.context("StopPodSandbox")?;
+    cri.remove_pod(pod_id).await.context("RemovePodSandbox")?;
+    Ok(())
+}
+
+/// Adds containerd's log tail to an error.
+pub fn with_log<T>(fx: &Fixture, r: Result<T>) -> Result<T> {
+    r.map_err(|e| e.context(format!("containerd log tail:\n{}", fx.h.log_tail())))
+}
+
+/// Whether a path is the harness's stand-in or the runc shim.
+pub fn is_same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
