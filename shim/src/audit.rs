@@ -90,9 +90,55 @@ pub fn append(path: &Path, entry: &AuditEntry) -> Result<(), AuditError> {
     f.write_all(&line).map_err(io_err)
 }
 
+/// Where a policy that failed to load asks the audit to go: its top-level `audit_log`, found by
+/// a TOML parse, or for a file that does not parse, by a line `audit_log = "/abs/path"` before
+/// the first table. Only absolute paths are taken. The location never affects a decision.
+pub fn audit_log_hint(policy_text: &str) -> Option<PathBuf> {
+    let from_toml = policy_text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("audit_log")?.as_str().map(PathBuf::from));
+    let found = from_toml.or_else(|| {
+        policy_text
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.starts_with('['))
+            .find_map(|l| {
+                let rest = l
+                    .strip_prefix("audit_log")?
+                    .trim_start()
+                    .strip_prefix('=')?;
+                let rest = rest.trim().strip_prefix('"')?;
+                let end = rest.find('"')?;
+                let value = &rest[..end];
+                (!value.contains('\\')).then(|| PathBuf::from(value))
+            })
+    })?;
+    found.is_absolute().then_some(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_log_hint_from_broken_policies() {
+        assert_eq!(
+            audit_log_hint("version = 1\naudit_log = \"/a/b.jsonl\"\n[tenants.x]\nbackend = 3\n"),
+            Some(PathBuf::from("/a/b.jsonl"))
+        );
+        // does not parse: the top-level line is still found
+        assert_eq!(
+            audit_log_hint("audit_log = \"/a/c.jsonl\" # here\nversion = = 1\n"),
+            Some(PathBuf::from("/a/c.jsonl"))
+        );
+        assert_eq!(
+            audit_log_hint("version = = 1\n[x]\naudit_log = \"/in/table\"\n"),
+            None
+        );
+        assert_eq!(audit_log_hint("audit_log = \"relative.jsonl\"\n"), None);
+        assert_eq!(audit_log_hint(""), None);
+    }
 
     #[test]
     fn appends_lines_and_creates_parent() {

@@ -432,10 +432,16 @@ fn policy_ids(policy: Option<&Policy>) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The policy's `audit_log`; for a policy that failed to load, the `audit_log` its file names if
+/// that can be read from it; else the default.
 fn audit_path(policy: Option<&Policy>) -> PathBuf {
-    policy
-        .and_then(|p| p.audit_log.clone())
-        .unwrap_or_else(|| PathBuf::from(audit::DEFAULT_AUDIT_LOG))
+    let configured = match policy {
+        Some(p) => p.audit_log.clone(),
+        None => std::fs::read(router_config::policy_path(None))
+            .ok()
+            .and_then(|bytes| audit::audit_log_hint(&String::from_utf8_lossy(&bytes))),
+    };
+    configured.unwrap_or_else(|| PathBuf::from(audit::DEFAULT_AUDIT_LOG))
 }
 
 fn write_audit(policy: Option<&Policy>, entry: &AuditEntry) {
