@@ -14,24 +14,25 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::binaries;
-use crate::command;
+use crate::cleanup;
 use crate::config::{self, CriSettings, Layout, RuntimeHandler};
 use crate::cri::{CriClient, PodSpec};
 use crate::ctr::Ctr;
 use crate::error::{Error, Result};
 use crate::images::{self, ImageSpec};
-use crate::mounts;
 use crate::net::{self, SubnetLease};
-use crate::netns;
 use crate::procs::{self, ProcInfo};
+use crate::reaper;
 use crate::standin;
+use nix::fcntl::Flock;
+use std::sync::Mutex;
 
 /// containerd namespace CRI uses.
 pub const K8S_NAMESPACE: &str = "k8s.io";
+/// Where kubelet keeps per-pod directories (volumes, etc-hosts).
+pub const KUBELET_PODS_DIR: &str = "/var/lib/kubelet/pods";
 /// Lines of containerd's log returned by [`Containerd::log_tail`].
 pub const LOG_TAIL_LINES: usize = 80;
-/// Where containerd's runc shim keeps runc state by default (`<root>/<namespace>/<id>`).
-const RUNC_SHIM_ROOT: &str = "/run/containerd/runc";
 
 /// How to start a harness. `Default` registers only the router, as containerd's default handler.
 #[derive(Debug, Clone)]
@@ -162,16 +163,22 @@ pub struct Containerd {
     has_policy: bool,
     cri: CriClient,
     startup_timeout: Duration,
+    lock: Option<Flock<File>>,
+    kubelet_dirs: Mutex<Vec<PathBuf>>,
 }
 
 impl Containerd {
     /// Creates the temp dir, writes configs, starts containerd, waits until CRI serves `Version`
     /// and (unless disabled) imports the busybox and pause images.
     pub async fn start(opts: ContainerdOptions) -> Result<Containerd> {
+        for dir in reaper::reap_stale_harnesses() {
+            log::warn!("reaped abandoned harness {}", dir.display());
+        }
         let tempdir = tempfile::Builder::new()
-            .prefix("rr-ctd-")
+            .prefix(reaper::DIR_PREFIX)
             .tempdir()
             .map_err(|e| Error::io("create harness temp dir", e))?;
+        let lock = reaper::lock_dir(tempdir.path())?;
         let paths = Paths::new(tempdir.path());
         for d in [
             &paths.root,
@@ -254,6 +261,8 @@ impl Containerd {
             has_policy: opts.policy.is_some(),
             cri: CriClient::connect_lazy(&paths_socket),
             startup_timeout: opts.startup_timeout,
+            lock: Some(lock),
+            kubelet_dirs: Mutex::new(Vec::new()),
         };
         // From here on, an error drops `harness`, which tears everything down.
         harness.spawn_and_wait().await?;
@@ -357,6 +366,30 @@ impl Containerd {
             log::warn!("cannot create pod log dir {}: {e}", dir.display());
         }
         spec.log_directory(dir)
+    }
+
+    /// A kubelet-style volume directory for a pod,
+    /// `/var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~empty-dir/<volume>`, created now; the
+    /// pod's `/var/lib/kubelet/pods/<uid>` is removed at teardown. Mount it with
+    /// [`crate::ContainerSpec::mount`] to mimic a kubelet volume.
+    pub fn kubelet_volume(&self, pod: &PodSpec, volume: &str) -> Result<PathBuf> {
+        let safe = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('/');
+        if !safe(volume) || !safe(&pod.uid) {
+            return Err(Error::Invalid(format!(
+                "kubelet volume `{volume}` of pod uid `{}`: names must be non-empty and contain no `/`",
+                pod.uid
+            )));
+        }
+        let pod_dir = Path::new(KUBELET_PODS_DIR).join(&pod.uid);
+        let dir = pod_dir.join("volumes/kubernetes.io~empty-dir").join(volume);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        if let Ok(mut dirs) = self.kubelet_dirs.lock() {
+            if !dirs.contains(&pod_dir) {
+                dirs.push(pod_dir);
+            }
+        }
+        Ok(dir)
     }
 
     /// The last [`LOG_TAIL_LINES`] lines of containerd's log, for failure messages.
@@ -564,73 +597,31 @@ impl Containerd {
             left.push(e);
         }
 
-        // 3. Shims of this instance and everything below them (containers, exec'd processes).
-        let shims: Vec<i32> = procs::shims_of(&self.paths.socket)
-            .iter()
-            .map(|p| p.pid)
-            .collect();
-        if !shims.is_empty() {
-            log::warn!("teardown: killing leftover shims {shims:?}");
-            let all = procs::with_descendants(&shims, &procs::list());
-            // Pods CRI could not remove keep a pinned network namespace: find it through the
-            // namespace of their processes before killing them.
-            let inodes = all.iter().filter_map(|p| netns::net_ns_of(*p)).collect();
-            let pinned = netns::pinned_files(&inodes);
-            let alive = procs::kill_all(&all, Duration::from_secs(15));
-            if !alive.is_empty() {
-                left.push(format!("processes survived SIGKILL: {alive:?}"));
-            }
-            for f in pinned {
-                log::warn!(
-                    "teardown: removing leftover network namespace {}",
-                    f.display()
-                );
-                if let Err(e) = netns::remove_pinned(&f) {
-                    left.push(e);
+        // 3. Shims, containers, runc state, netns, mounts, the bridge.
+        left.extend(cleanup::after_containerd(
+            &self.paths.dir,
+            &self.paths.socket,
+            &self.paths.state,
+            &self.bridge,
+        ));
+        for d in self
+            .kubelet_dirs
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+        {
+            if let Err(e) = std::fs::remove_dir_all(&d) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    left.push(format!("remove {}: {e}", d.display()));
                 }
             }
         }
-
-        // 4. runc state of tasks whose shim was killed (the Go runc shim keeps it outside the dir).
-        self.force_delete_runc_state();
-
-        // 5. Mounts under the temp dir, the bridge, the temp dir.
-        left.extend(mounts::unmount_all_under(&self.paths.dir));
-        if let Err(e) = net::delete_link(&self.bridge) {
-            left.push(e);
-        }
+        drop(self.lock.take());
         let dir = self.paths.dir.clone();
         if let Err(e) = tempdir.close() {
             left.push(format!("remove {}: {e}", dir.display()));
         }
         left
-    }
-
-    fn force_delete_runc_state(&self) {
-        let tasks = self.paths.state.join("io.containerd.runtime.v2.task");
-        let Ok(namespaces) = std::fs::read_dir(&tasks) else {
-            return;
-        };
-        for ns in namespaces.filter_map(|e| e.ok()) {
-            let ns_name = ns.file_name();
-            let root = Path::new(RUNC_SHIM_ROOT).join(&ns_name);
-            let Ok(ids) = std::fs::read_dir(ns.path()) else {
-                continue;
-            };
-            for id in ids.filter_map(|e| e.ok()) {
-                if !root.join(id.file_name()).exists() {
-                    continue;
-                }
-                let mut cmd = Command::new("runc");
-                cmd.arg("--root")
-                    .arg(&root)
-                    .args(["delete", "--force"])
-                    .arg(id.file_name());
-                if let Err(e) = command::run(&mut cmd, Duration::from_secs(60)) {
-                    log::warn!("teardown: {e}");
-                }
-            }
-        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! containerd, as kubelet would.
 
 pub mod binaries;
+pub mod cleanup;
 pub mod command;
 pub mod config;
 pub mod containerd;
@@ -16,6 +17,7 @@ pub mod mounts;
 pub mod net;
 pub mod netns;
 pub mod procs;
+pub mod reaper;
 pub mod standin;
 
 pub use config::{RuntimeHandler, BUSYBOX_IMAGE, PAUSE_IMAGE};

@@ -268,3 +268,96 @@ async fn harness_restart_keeps_pods_and_crash_teardown_cleans_up() -> Result<()>
     );
     Ok(())
 }
+
+/// Not a test on its own: the child process of `harness_abandoned_by_a_killed_test_is_reaped`.
+/// Starts a harness with a running pod, prints its dir, then waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process for harness_abandoned_by_a_killed_test_is_reaped"]
+async fn helper_abandoned_harness() -> Result<()> {
+    if std::env::var_os("RR_HARNESS_HELPER").is_none() {
+        return Ok(());
+    }
+    let opts = ContainerdOptions::default()
+        .handler(RuntimeHandler::runc("runc"))
+        .default_runtime("runc");
+    let h = Containerd::start(opts).await?;
+    let cri = h.cri();
+    let pod = h.pod("smoke", "abandoned");
+    let pod_cfg = pod.build();
+    let pod_id = cri.run_pod(&pod_cfg).await?;
+    let cid = cri
+        .run_container(
+            &pod_id,
+            &pod_cfg,
+            &ContainerSpec::new("sleeper")
+                .shell("exec sleep 3600")
+                .build(),
+        )
+        .await?;
+    let pid = cri.container_pid(&cid).await?;
+    println!(
+        "HARNESS {} {} {}",
+        h.dir().display(),
+        h.socket().display(),
+        pid
+    );
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    Ok(())
+}
+
+#[test]
+fn harness_abandoned_by_a_killed_test_is_reaped() -> Result<()> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_abandoned_harness",
+            "--nocapture",
+        ])
+        .env("RR_HARNESS_HELPER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut line = String::new();
+    for l in std::io::BufReader::new(stdout).lines() {
+        let l = l?;
+        if l.starts_with("HARNESS ") {
+            line = l;
+            break;
+        }
+    }
+    child.kill()?; // SIGKILL: no Drop, no teardown
+    child.wait()?;
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    ensure!(
+        parts.len() == 4,
+        "helper did not report its harness: {line:?}"
+    );
+    let (dir, socket, pid) = (parts[1], parts[2], parts[3].parse::<i32>()?);
+    ensure!(
+        procs::alive(pid),
+        "the abandoned container should still run"
+    );
+
+    // The lock is free now; age it past the reaper's grace period.
+    let lock = std::path::Path::new(dir).join(router_integration::reaper::LOCK_FILE);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)?
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))?;
+    let reaped = router_integration::reaper::reap_stale_harnesses();
+    ensure!(
+        reaped.iter().any(|d| d == std::path::Path::new(dir)),
+        "{dir} not reaped (reaped {reaped:?})"
+    );
+    ensure!(!std::path::Path::new(dir).exists(), "{dir} still exists");
+    let left = procs::referencing(socket);
+    ensure!(
+        left.is_empty(),
+        "processes still reference {socket}: {left:?}"
+    );
+    ensure!(!procs::alive(pid), "container {pid} survived the reaper");
+    Ok(())
+}
