@@ -1,0 +1,74 @@
+//! The `delete` action: containerd runs it when a shim is gone (crashed, killed, or found dead
+//! after a restart). Force-delete the container through the runtime, unmount its rootfs, and
+//! answer a `DeleteResponse` saying it was killed (137) now.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use containerd_shim_protos::api::DeleteResponse;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::protobuf::Message;
+
+use super::ociruntime::OciRuntime;
+use super::{ensure_namespace, rootfs, runtime_root, BuiltinBackend, BuiltinError};
+use crate::args::ShimArgs;
+
+/// Clean up after a dead shim; returns the `DeleteResponse` bytes for stdout.
+pub fn delete(
+    args: &ShimArgs,
+    backend: &BuiltinBackend,
+    bundle: &Path,
+) -> Result<Vec<u8>, BuiltinError> {
+    ensure_namespace(args)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BuiltinError::Io {
+            what: "start async runtime".into(),
+            source: e,
+        })?;
+    rt.block_on(async {
+        super::reaper::reaper()
+            .start()
+            .map_err(|e| BuiltinError::Io {
+                what: "install SIGCHLD handler".into(),
+                source: e,
+            })?;
+        let runtime = OciRuntime::new(
+            &backend.runtime,
+            &runtime_root(backend, &args.namespace),
+            &backend.runtime_args,
+        );
+        if let Err(e) = runtime.delete(&args.id, true).await {
+            let msg = e.to_string();
+            if !msg.contains("does not exist") && !msg.contains("not found") {
+                log::warn!("{e}");
+            }
+        }
+        Ok::<_, BuiltinError>(())
+    })?;
+    let rootfs_dir = bundle.join("rootfs");
+    if let Err(e) = rootfs::unmount_all(&rootfs_dir) {
+        log::warn!("{e}");
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let pid = std::fs::read_to_string(bundle.join("init.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let resp = DeleteResponse {
+        pid,
+        exit_status: 137,
+        exited_at: Some(Timestamp {
+            seconds: now.as_secs() as i64,
+            nanos: now.subsec_nanos() as i32,
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    resp.write_to_bytes()
+        .map_err(|e| BuiltinError::Unsupported(format!("encode DeleteResponse: {e}")))
+}

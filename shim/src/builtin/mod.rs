@@ -1,0 +1,112 @@
+//! The built-in backend: this binary becomes the pod's shim daemon (ttrpc Task service for
+//! containerd) and drives an OCI runtime CLI such as runc. Entry points for `start.rs`,
+//! `delete.rs` and `main.rs`:
+//! - [`start`]: the `start` action for a pod (spawns the daemon) or for a container of a pod
+//!   (finds the pod's daemon); returns the address to print.
+//! - [`delete`]: the `delete` action after a daemon is gone: force-delete through the runtime,
+//!   unmount the rootfs, and the `DeleteResponse` bytes to print.
+//! - [`run_daemon`]: the daemon itself (no action argument; spawned by [`start`]).
+
+mod cleanup;
+mod daemon;
+mod launch;
+mod ociruntime;
+mod oom;
+mod reaper;
+mod rootfs;
+pub(crate) mod stats;
+mod stdio;
+mod task;
+
+use std::path::{Path, PathBuf};
+
+use crate::args::ShimArgs;
+
+pub use cleanup::delete;
+pub use daemon::run_daemon;
+pub use launch::start;
+
+/// The built-in backend's configuration (from `BackendKind::Builtin` of the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltinBackend {
+    /// The OCI runtime CLI (absolute path or a name on PATH).
+    pub runtime: PathBuf,
+    /// Global arguments given to the runtime before every command.
+    pub runtime_args: Vec<String>,
+}
+
+/// What went wrong in the built-in backend; each message names the thing that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuiltinError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot run OCI runtime {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("OCI runtime {what} failed: {message}")]
+    Runtime { what: String, message: String },
+    #[error("pod sandbox {sandbox_id} has no running shim at {address}: {reason}")]
+    NoPodShim {
+        sandbox_id: String,
+        address: String,
+        reason: String,
+    },
+    #[error("shim daemon did not start: {0}")]
+    Daemon(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error("bad daemon invocation: {0}")]
+    Invocation(String),
+}
+
+/// The runtime's state directory for a containerd namespace: one per runtime binary, so runc
+/// and runsc state never mix.
+pub fn runtime_root(backend: &BuiltinBackend, namespace: &str) -> PathBuf {
+    let name = backend
+        .runtime
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "runtime".into());
+    Path::new("/run/runtime-router").join(name).join(namespace)
+}
+
+/// Environment variables carrying the backend to the daemon.
+pub(crate) const ENV_RUNTIME: &str = "RUNTIME_ROUTER_BUILTIN_RUNTIME";
+pub(crate) const ENV_RUNTIME_ARGS: &str = "RUNTIME_ROUTER_BUILTIN_RUNTIME_ARGS";
+
+fn ensure_namespace(args: &ShimArgs) -> Result<(), BuiltinError> {
+    if args.namespace.is_empty() || args.namespace.contains('/') || args.namespace == ".." {
+        return Err(BuiltinError::Invocation(format!(
+            "bad -namespace {:?}",
+            args.namespace
+        )));
+    }
+    if args.id.is_empty() {
+        return Err(BuiltinError::Invocation("missing -id".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_root_is_per_runtime_and_namespace() {
+        let b = BuiltinBackend {
+            runtime: "/usr/sbin/runc".into(),
+            runtime_args: vec![],
+        };
+        assert_eq!(
+            runtime_root(&b, "k8s.io"),
+            PathBuf::from("/run/runtime-router/runc/k8s.io")
+        );
+    }
+}
