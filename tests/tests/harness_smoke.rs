@@ -21,12 +21,20 @@ async fn harness_runs_a_pod_on_plain_runc_and_cleans_up() -> Result<()> {
     let bridge = h.bridge().to_string();
 
     let result = exercise(&h).await;
-    let pids = match result {
-        Ok(pids) => pids,
+    let (pids, uid) = match result {
+        Ok(r) => r,
         Err(e) => return Err(e.context(format!("containerd log:\n{}", h.log_tail()))),
     };
 
+    let kubelet_dir =
+        std::path::Path::new(router_integration::containerd::KUBELET_PODS_DIR).join(&uid);
+    ensure!(kubelet_dir.exists(), "{} missing", kubelet_dir.display());
     h.shutdown().await.context("shutdown")?;
+    ensure!(
+        !kubelet_dir.exists(),
+        "{} left behind",
+        kubelet_dir.display()
+    );
     let left = procs::referencing(&socket);
     ensure!(
         left.is_empty(),
@@ -53,8 +61,9 @@ async fn harness_runs_a_pod_on_plain_runc_and_cleans_up() -> Result<()> {
     Ok(())
 }
 
-/// Runs the pod; returns the host pids of the sandbox and container (checked after shutdown).
-async fn exercise(h: &Containerd) -> Result<Vec<i32>> {
+/// Runs the pod; returns the host pids of the sandbox and container and the pod uid (checked
+/// after shutdown).
+async fn exercise(h: &Containerd) -> Result<(Vec<i32>, String)> {
     let cri = h.cri();
     let (name, version) = cri.version().await?;
     ensure!(name == "containerd", "runtime name {name} {version}");
@@ -84,9 +93,11 @@ async fn exercise(h: &Containerd) -> Result<Vec<i32>> {
         "pod shares the host network namespace"
     );
 
+    let volume = h.kubelet_volume(&pod, "scratch")?;
     let container = ContainerSpec::new("echo")
         .in_pod(&pod)
-        .shell("echo hello-from-harness; uname -s; exec sleep 3600");
+        .mount(&volume, "/scratch", false)
+        .shell("echo hello-from-harness; uname -s; echo in-volume > /scratch/f; exec sleep 3600");
     let cid = cri
         .run_container(&pod_id, &pod_cfg, &container.build())
         .await
@@ -96,6 +107,8 @@ async fn exercise(h: &Containerd) -> Result<Vec<i32>> {
         .await?;
     ensure!(logs.contains("Linux"), "log lacks uname output: {logs:?}");
     let c_pid = cri.container_pid(&cid).await?;
+    let written = std::fs::read_to_string(volume.join("f"))?;
+    ensure!(written == "in-volume\n", "volume content {written:?}");
 
     let out = cri
         .exec_sync(
@@ -145,7 +158,7 @@ async fn exercise(h: &Containerd) -> Result<Vec<i32>> {
     cri.stop_pod(&pod_id).await?;
     cri.remove_pod(&pod_id).await?;
     ensure!(cri.list_pods().await?.is_empty(), "pod still listed");
-    Ok(vec![pod_pid, c_pid])
+    Ok((vec![pod_pid, c_pid], pod.uid.clone()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
