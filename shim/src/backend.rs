@@ -18,32 +18,42 @@ pub enum BackendError {
 
 /// Whether `builtin` backends can be served by this build.
 pub fn builtin_available() -> bool {
-    false
+    true
 }
 
 /// Start (or join) the pod's built-in shim daemon; returns its ttrpc address.
 pub fn builtin_start(
-    _args: &ShimArgs,
+    args: &ShimArgs,
     backend: &str,
-    _runtime: &Path,
-    _runtime_args: &[String],
-    _bundle: &Path,
-    _sandbox_id: Option<&str>,
+    runtime: &Path,
+    runtime_args: &[String],
+    bundle: &Path,
+    sandbox_id: Option<&str>,
 ) -> Result<String, BackendError> {
-    Err(BackendError::BuiltinUnavailable {
+    let b = crate::builtin::BuiltinBackend {
+        runtime: runtime.to_owned(),
+        runtime_args: runtime_args.to_vec(),
+    };
+    crate::builtin::start(args, &b, bundle, sandbox_id).map_err(|e| BackendError::Builtin {
         backend: backend.to_owned(),
+        message: e.to_string(),
     })
 }
 
 /// Clean up after a dead built-in shim; returns the encoded `DeleteResponse`.
 pub fn builtin_delete(
-    _args: &ShimArgs,
+    args: &ShimArgs,
     backend: &str,
-    _runtime: &PathBuf,
-    _runtime_args: &[String],
-    _bundle: &Path,
+    runtime: &PathBuf,
+    runtime_args: &[String],
+    bundle: &Path,
 ) -> Result<Vec<u8>, BackendError> {
-    Err(BackendError::BuiltinUnavailable {
+    let b = crate::builtin::BuiltinBackend {
+        runtime: runtime.to_owned(),
+        runtime_args: runtime_args.to_vec(),
+    };
+    crate::builtin::delete(args, &b, bundle).map_err(|e| BackendError::Builtin {
         backend: backend.to_owned(),
+        message: e.to_string(),
     })
 }

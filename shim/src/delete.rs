@@ -13,6 +13,7 @@ use crate::args::ShimArgs;
 use crate::backend::{self, BackendError};
 use crate::handoff::{self, HandoffError};
 use crate::record::{self, RecordError, RecordedBackend};
+use crate::stale::{self, Stale};
 
 /// `delete` could not clean up.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,11 @@ pub fn run(args: &ShimArgs) -> Result<(), DeleteError> {
         rec.backend,
         rec.target
     );
+    match stale::remove_dead_socket(&bundle) {
+        Ok(Stale::Removed(p)) => log::debug!("removed dead shim socket {}", p.display()),
+        Ok(_) => {}
+        Err(e) => log::warn!("delete {}: checking the shim socket: {e}", args.id),
+    }
     match &rec.target {
         RecordedBackend::Shim { binary, env } => Err(handoff::exec(binary, &args.raw, env).into()),
         RecordedBackend::Builtin {

@@ -6,11 +6,14 @@
 mod args;
 mod audit;
 mod backend;
+mod builtin;
 mod delete;
 mod handoff;
 mod logging;
 mod record;
+mod stale;
 mod start;
+mod sys;
 mod timefmt;
 
 use std::process::ExitCode;
@@ -77,8 +80,5 @@ fn run_delete(args: &ShimArgs) -> ExitCode {
 }
 
 fn run_daemon() -> ExitCode {
-    eprint!(
-        "{NAME}: the built-in backend daemon is not part of this build; run `start` or `delete`"
-    );
-    ExitCode::FAILURE
+    builtin::run_daemon()
 }
