@@ -1,0 +1,104 @@
+//! containerd restarted while pods run on the built-in backend: the pod daemons and containers
+//! keep running, containerd reconnects through the bundles' `address` files, and the pods are
+//! then stopped and removed cleanly with no process left. Also a containerd crash (SIGKILL).
+
+mod builtin_support;
+
+use anyhow::{ensure, Result};
+use builtin_support::*;
+use router_integration::{procs, ContainerSpec, Containerd};
+
+async fn restart_case(crash: bool) -> Result<()> {
+    let mut h = start().await?;
+    let result = exercise(&mut h, crash).await;
+    let result = result.map_err(|e| e.context(format!("containerd log:\n{}", h.log_tail())));
+    h.shutdown().await?;
+    result
+}
+
+async fn exercise(h: &mut Containerd, crash: bool) -> Result<()> {
+    let cri = h.cri();
+    let pod = h.pod(
+        "kube-system",
+        if crash {
+            "builtin-crash"
+        } else {
+            "builtin-restart"
+        },
+    );
+    let cfg = pod.build();
+    let pod_id = cri.run_pod(&cfg).await?;
+    let daemon = pod_daemon(&cri, &pod_id).await?;
+    let c = ContainerSpec::new("steady")
+        .in_pod(&pod)
+        .shell("echo before; while true; do sleep 1; echo tick; done");
+    let cid = cri.run_container(&pod_id, &cfg, &c.build()).await?;
+    cri.wait_log_contains(&cid, "before", LONG).await?;
+    let c_pid = cri.container_pid(&cid).await?;
+
+    if crash {
+        h.crash();
+        h.restart().await?;
+    } else {
+        h.restart().await?;
+    }
+    let cri = h.cri();
+    ensure!(
+        procs::alive(daemon),
+        "pod daemon {daemon} died with containerd"
+    );
+    ensure!(
+        procs::alive(c_pid),
+        "container {c_pid} died with containerd"
+    );
+    let st = cri.container_status(&cid).await?;
+    ensure!(st.state == 1, "container state after restart: {st:?}"); // CONTAINER_RUNNING
+    ensure!(
+        pod_daemon(&cri, &pod_id).await? == daemon,
+        "pod served by another daemon"
+    );
+    let out = cri
+        .exec_sync(&cid, &["echo", "after-restart"], LONG)
+        .await?;
+    ensure!(out.stdout.contains("after-restart"), "{out:?}");
+    // A new container in the running pod joins the same daemon.
+    let c2 = ContainerSpec::new("late")
+        .in_pod(&pod)
+        .shell("echo late-joiner; exit 2");
+    let c2id = cri.run_container(&pod_id, &cfg, &c2.build()).await?;
+    ensure!(
+        cri.wait_container_exit(&c2id, LONG).await? == 2,
+        "late container exit code"
+    );
+    ensure!(
+        ppid(cri.pod_pid(&pod_id).await?)? == daemon,
+        "pause reparented"
+    );
+
+    cri.stop_container(&cid, 2).await?;
+    let code = cri.wait_container_exit(&cid, LONG).await?;
+    ensure!(
+        code == 137 || code == 143,
+        "stopped container exit code {code}"
+    );
+    cri.remove_container(&cid).await?;
+    cri.remove_container(&c2id).await?;
+    cri.stop_pod(&pod_id).await?;
+    cri.remove_pod(&pod_id).await?;
+    ensure!(
+        wait_gone(daemon, LONG).await,
+        "pod daemon {daemon} still running after remove"
+    );
+    ensure!(!procs::alive(c_pid), "container process {c_pid} survived");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_restart_keeps_pods_then_they_stop_and_remove_cleanly() -> Result<()> {
+    restart_case(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_crash_keeps_pods_then_they_stop_and_remove_cleanly() -> Result<()> {
+    restart_case(true).await
+}
