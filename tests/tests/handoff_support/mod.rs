@@ -141,8 +141,8 @@ impl Fixture {
             .h
             .bundle_dir(router_integration::K8S_NAMESPACE, id)
             .join("router-decision.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
     }
 
@@ -222,7 +222,8 @@ pub fn ppid(pid: i32) -> Result<i32> {
 
 /// The binary a process runs.
 pub fn exe(pid: i32) -> Result<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).with_context(|| format!("readlink /proc/{pid}/exe"))
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .with_context(|| format!("readlink /proc/{pid}/exe"))
 }
 
 /// A process's environment variable.

@@ -1,0 +1,137 @@
+//! End to end through CRI: a policy file that exists but is broken refuses every pod, trusted or
+//! not, with an error naming the file, line and field, and leaves nothing running; fixing the
+//! file applies to the next pod without restarting anything (the router reads it at every
+//! `start`). These tests rewrite the policy, so they have a containerd of their own each.
+
+mod handoff_support;
+
+use anyhow::{ensure, Context, Result};
+use handoff_support::*;
+
+/// Runs one pod per tier and expects both refused with `needles`; then checks nothing is left.
+async fn expect_every_pod_refused(fx: &Fixture, needles: &[&str]) -> Result<()> {
+    let cri = fx.cri().await?;
+    for ns in ["kube-system", "shop-broken"] {
+        let pod = fx.h.pod(ns, "refused");
+        refusal_text(cri.run_pod(&pod.build()).await, needles)
+            .with_context(|| format!("pod in {ns}"))?;
+    }
+    ensure!(fx.h.shims().is_empty(), "shims running: {:?}", fx.h.shims());
+    ensure!(
+        cri.list_pods().await?.is_empty(),
+        "pods listed after refusals"
+    );
+    Ok(())
+}
+
+/// After fixing the policy a pod runs on the runc tier, without restarting containerd.
+async fn fixed_policy_applies_to_next_pod(fx: &Fixture) -> Result<()> {
+    fx.h.set_policy(&policy_for(&fx.h))?;
+    let cri = fx.cri().await?;
+    let pod = fx.h.pod("kube-system", "after-fix");
+    let id = cri
+        .run_pod(&pod.build())
+        .await
+        .context("RunPodSandbox after the fix")?;
+    let (_, bin) = pod_shim(&cri, &id).await?;
+    ensure!(
+        is_same_file(&bin, std::path::Path::new(RUNC_SHIM)),
+        "after the fix the pod runs on {}",
+        bin.display()
+    );
+    remove_pod(&cri, &id).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_policy_refuses_every_pod_with_file_line_and_field() -> Result<()> {
+    let fx = start_fixture().await?;
+    let r = async {
+        // line 21 names a backend that does not exist
+        let good = policy_for(&fx.h);
+        let broken = good.replacen(
+            "containerd_namespaces = [\"infra\"]\nbackend = \"runc\"",
+            "containerd_namespaces = [\"infra\"]\nbackend = \"runc2\"",
+            1,
+        );
+        ensure!(broken != good, "test policy changed shape: fix this test");
+        let line = broken
+            .lines()
+            .position(|l| l.contains("\"runc2\""))
+            .context("broken line")?
+            + 1;
+        fx.h.set_policy(&broken)?;
+        let path =
+            fx.h.policy_path()
+                .context("policy path")?
+                .to_string_lossy()
+                .into_owned();
+        let at = format!("{path}:{line}:");
+        expect_every_pod_refused(
+            &fx,
+            &[
+                "runtime-router refused",
+                &at,
+                "tenants.provider.backend",
+                "runc2",
+            ],
+        )
+        .await?;
+
+        // the refusals were audited where the broken file's audit_log says
+        let refused: Vec<_> = fx
+            .audit()?
+            .into_iter()
+            .filter(|v| v["outcome"] == "refused" && v["rule"] == "policy")
+            .collect();
+        ensure!(refused.len() == 2, "policy refusals audited: {refused:?}");
+        ensure!(
+            refused
+                .iter()
+                .all(|v| v["message"].as_str().unwrap_or("").contains(&at)),
+            "audit lines lack {at}: {refused:?}"
+        );
+        fixed_policy_applies_to_next_pod(&fx).await
+    }
+    .await;
+    let r = with_log(&fx, r);
+    fx.h.shutdown().await.context("harness shutdown")?;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsable_policy_refuses_every_pod_with_file_and_line() -> Result<()> {
+    let fx = start_fixture().await?;
+    let r = async {
+        let good = policy_for(&fx.h);
+        // a TOML syntax error on the line after audit_log (kept first so the refusal is audited
+        // in the test's directory, not the host's default audit path)
+        let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+        let audit_at = lines
+            .iter()
+            .position(|l| l.starts_with("audit_log"))
+            .context("audit_log line")?;
+        lines.insert(audit_at + 1, "default_tenant = = \"oops\"".into());
+        let broken = lines.join("\n");
+        let line = audit_at + 2;
+        fx.h.set_policy(&broken)?;
+        let path =
+            fx.h.policy_path()
+                .context("policy path")?
+                .to_string_lossy()
+                .into_owned();
+        let at = format!("{path}:{line}:");
+        expect_every_pod_refused(&fx, &["runtime-router refused", &at]).await?;
+        let n = fx
+            .audit()?
+            .into_iter()
+            .filter(|v| v["outcome"] == "refused" && v["rule"] == "policy")
+            .count();
+        ensure!(n == 2, "{n} policy refusals audited");
+        fixed_policy_applies_to_next_pod(&fx).await
+    }
+    .await;
+    let r = with_log(&fx, r);
+    fx.h.shutdown().await.context("harness shutdown")?;
+    r
+}
