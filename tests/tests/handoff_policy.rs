@@ -135,3 +135,33 @@ async fn unparsable_policy_refuses_every_pod_with_file_and_line() -> Result<()> 
     fx.h.shutdown().await.context("harness shutdown")?;
     r
 }
+
+/// containerd at debug level passes `-debug` to `start`: the router then logs through the
+/// bundle's `log` FIFO into containerd's log, and its stdout/stderr (read together by containerd
+/// 1.6 as the shim address) stay clean, so pods still start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_start_logs_into_containerds_log_and_pods_still_start() -> Result<()> {
+    let opts = router_integration::ContainerdOptions {
+        log_level: "debug".into(),
+        ..Default::default()
+    };
+    let fx = start_fixture_with(opts).await?;
+    let r = async {
+        let cri = fx.cri().await?;
+        let pod = fx.h.pod("kube-system", "debug-pod");
+        let id = cri.run_pod(&pod.build()).await.context("RunPodSandbox")?;
+        let log = std::fs::read_to_string(fx.h.log_path())?;
+        let want =
+            format!("containerd-shim-router-v2: sandbox {id}: tenant `provider` backend `runc`");
+        ensure!(
+            log.lines().any(|l| l.contains(&want)),
+            "containerd's log lacks {want:?}"
+        );
+        remove_pod(&cri, &id).await?;
+        Ok(())
+    }
+    .await;
+    let r = with_log(&fx, r);
+    fx.h.shutdown().await.context("harness shutdown")?;
+    r
+}

@@ -88,12 +88,21 @@ pub async fn shared() -> Result<Arc<Fixture>> {
 
 /// A fresh containerd with the test policy (for suites that change the policy).
 pub async fn start_fixture() -> Result<Fixture> {
+    start_fixture_with(ContainerdOptions::default()).await
+}
+
+/// Like [`start_fixture`] with other harness options (the policy is set by this function).
+pub async fn start_fixture_with(opts: ContainerdOptions) -> Result<Fixture> {
     ensure!(
         router_integration::binaries::router_shim_path().is_some(),
         "containerd-shim-router-v2 is not built next to the tests: run `cargo build -p router-shim --bins` first"
     );
     // placeholder: the real policy names the harness's own directories, known once it exists
-    let h = Containerd::start(ContainerdOptions::with_policy("version = 1\n"))
+    let opts = ContainerdOptions {
+        policy: Some("version = 1\n".into()),
+        ..opts
+    };
+    let h = Containerd::start(opts)
         .await
         .context("start the harness containerd")?;
     h.set_policy(&policy_for(&h))?;
