@@ -806,3 +806,67 @@ async fn ctr_run_with_router_runtime_uses_containerd_namespace_standin() -> Resu
         .await,
     )
 }
+
+/// A container follows its sandbox's record and never decides alone: with the record missing, or
+/// replaced by a symlink, its start is refused and the pod keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_without_a_usable_sandbox_record_is_refused_standin() -> Result<()> {
+    let fx = shared().await?;
+    with_log(
+        &fx,
+        async {
+            let cri = fx.cri().await?;
+            let pod = fx.h.pod("shop-norecord", "orphan");
+            let (pod_id, cfg, first) = pod_with_container(&fx, &cri, &pod).await?;
+            let record =
+                fx.h.bundle_dir(router_integration::K8S_NAMESPACE, &pod_id)
+                    .join("router-decision.json");
+            let saved = std::fs::read(&record)?;
+
+            std::fs::remove_file(&record)?;
+            let c = ContainerSpec::new("late")
+                .in_pod(&pod)
+                .shell("exec sleep 3600");
+            refusal_text(
+                create_and_start(&cri, &pod_id, &cfg, &c).await,
+                &["runtime-router refused", "no decision record", &pod_id],
+            )?;
+
+            // a symlink to a record that would pass is not followed
+            let elsewhere = fx.h.dir().join(format!("decoy-{pod_id}.json"));
+            std::fs::write(&elsewhere, &saved)?;
+            std::os::unix::fs::symlink(&elsewhere, &record)?;
+            let c = ContainerSpec::new("later")
+                .in_pod(&pod)
+                .shell("exec sleep 3600");
+            refusal_text(
+                create_and_start(&cri, &pod_id, &cfg, &c).await,
+                &["runtime-router refused", "symlink"],
+            )?;
+
+            let refused: Vec<String> = fx
+                .audit_for_uid(&pod.uid)?
+                .into_iter()
+                .filter(|v| v["outcome"] == "refused" && v["rule"] == "sandbox-record")
+                .filter_map(|v| v["id"].as_str().map(str::to_owned))
+                .collect();
+            ensure!(refused.len() == 2, "sandbox-record refusals: {refused:?}");
+            for id in &refused {
+                assert_task_gone(&fx.h, id)?;
+            }
+            let out = cri
+                .exec_sync(&first, &["echo", "alive"], Duration::from_secs(60))
+                .await?;
+            ensure!(out.stdout.trim() == "alive", "exec: {out:?}");
+
+            // with the record back, the pod works as before and is removed cleanly
+            std::fs::remove_file(&record)?;
+            std::fs::write(&record, &saved)?;
+            std::fs::remove_file(&elsewhere)?;
+            remove_pod(&cri, &pod_id).await?;
+            assert_task_gone(&fx.h, &pod_id)?;
+            Ok(())
+        }
+        .await,
+    )
+}
