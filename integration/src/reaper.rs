@@ -36,6 +36,14 @@ pub fn lock_dir(dir: &Path) -> Result<Flock<File>> {
         .map_err(|(_, errno)| Error::io(format!("lock {}", path.display()), errno.into()))
 }
 
+/// True while a live harness holds the lock of `dir`.
+pub fn is_held(dir: &Path) -> bool {
+    match File::options().write(true).open(dir.join(LOCK_FILE)) {
+        Ok(f) => Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err(),
+        Err(_) => false,
+    }
+}
+
 /// Reaps every abandoned harness in the system temp dir. Returns the dirs removed.
 pub fn reap_stale_harnesses() -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {

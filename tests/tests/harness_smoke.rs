@@ -374,3 +374,63 @@ fn harness_abandoned_by_a_killed_test_is_reaped() -> Result<()> {
     ensure!(!procs::alive(pid), "container {pid} survived the reaper");
     Ok(())
 }
+
+fn harness_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(router_integration::reaper::DIR_PREFIX))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn harness_start_failures_name_the_problem() -> Result<()> {
+    // Unregistered default handler: refused before anything starts.
+    let err = Containerd::start(ContainerdOptions::default().default_runtime("kata"))
+        .await
+        .err()
+        .context("unknown default handler must fail")?;
+    ensure!(err.to_string().contains("`kata`"), "{err}");
+
+    // A containerd that exits at once: the error says so and carries its output.
+    let before = harness_dirs();
+    let opts = ContainerdOptions {
+        containerd_binary: "/bin/false".into(),
+        ..Default::default()
+    };
+    let err = Containerd::start(opts)
+        .await
+        .err()
+        .context("/bin/false must fail")?;
+    ensure!(err.to_string().contains("exited"), "{err}");
+
+    // A containerd binary that does not exist is named.
+    let opts = ContainerdOptions {
+        containerd_binary: "/nonexistent/containerd".into(),
+        ..Default::default()
+    };
+    let err = Containerd::start(opts)
+        .await
+        .err()
+        .context("missing binary must fail")?;
+    ensure!(err.to_string().contains("/nonexistent/containerd"), "{err}");
+
+    // Failed starts leave no harness dir behind (other tests may create their own meanwhile).
+    let after = harness_dirs();
+    let new: Vec<_> = after.difference(&before).collect();
+    for d in &new {
+        ensure!(
+            router_integration::reaper::is_held(d) || !d.exists(),
+            "failed start left {}",
+            d.display()
+        );
+    }
+    Ok(())
+}
