@@ -870,3 +870,56 @@ async fn container_without_a_usable_sandbox_record_is_refused_standin() -> Resul
         .await,
     )
 }
+
+/// A tenant without a `privileged` deny rule may run privileged containers on runc, but a
+/// privileged container is never handed to the VM tier (here reached by a raising override).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_container_never_handed_to_vm_tier_standin() -> Result<()> {
+    let fx = shared().await?;
+    with_log(
+        &fx,
+        async {
+            let cri = fx.cri().await?;
+            // trusted tenant on runc: allowed
+            let pod = fx.h.pod("sdewan-priv", "netadmin").privileged(true);
+            let cfg = pod.build();
+            let pod_id = cri.run_pod(&cfg).await.context("RunPodSandbox")?;
+            let c = ContainerSpec::new("priv")
+                .in_pod(&pod)
+                .privileged(true)
+                .shell("echo privileged-ok; exec sleep 3600");
+            let cid = create_and_start(&cri, &pod_id, &cfg, &c)
+                .await
+                .context("privileged container on runc")?;
+            cri.wait_log_contains(&cid, "privileged-ok", Duration::from_secs(60))
+                .await?;
+            remove_pod(&cri, &pod_id).await?;
+
+            // same tenant raised to the VM tier: the privileged container is refused
+            let pod =
+                fx.h.pod("sdewan-priv", "netadmin-vm")
+                    .privileged(true)
+                    .annotation(BACKEND_OVERRIDE, "kata");
+            let cfg = pod.build();
+            let pod_id = cri.run_pod(&cfg).await.context("RunPodSandbox raised")?;
+            let (_, bin) = pod_shim(&cri, &pod_id).await?;
+            ensure!(
+                is_same_file(&bin, &fx.standin()),
+                "raised pod on {}",
+                bin.display()
+            );
+            let c = ContainerSpec::new("priv")
+                .in_pod(&pod)
+                .privileged(true)
+                .shell("exec sleep 3600");
+            refusal_text(
+                create_and_start(&cri, &pod_id, &cfg, &c).await,
+                &["runtime-router refused", "privileged-vm", "`kata`"],
+            )?;
+            fx.assert_refused_and_gone(&pod.uid, "VM")?;
+            remove_pod(&cri, &pod_id).await?;
+            Ok(())
+        }
+        .await,
+    )
+}
