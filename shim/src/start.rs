@@ -523,3 +523,102 @@ pub fn print_address(address: &str) -> io::Result<()> {
     out.write_all(address.as_bytes())?;
     out.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn args(ns: &str, id: &str) -> ShimArgs {
+        ShimArgs::parse(
+            ["-namespace", ns, "-id", id, "start"]
+                .iter()
+                .map(std::ffi::OsString::from)
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn sandbox_record(ns: &str, id: &str, role: &str) -> DecisionRecord {
+        DecisionRecord {
+            version: RECORD_VERSION,
+            id: id.into(),
+            namespace: ns.into(),
+            role: role.into(),
+            sandbox_id: id.into(),
+            tenant: "untrusted".into(),
+            backend: "kata".into(),
+            isolation: "vm".into(),
+            rule: "default_tenant".into(),
+            reasons: vec![],
+            refused_overrides: vec![],
+            policy_digest: "sha256:00".into(),
+            policy_source: "embedded".into(),
+            k8s_namespace: Some("web".into()),
+            pod_name: None,
+            pod_uid: None,
+            decided_at: String::new(),
+            target: RecordedBackend::Shim {
+                binary: "/bin/true".into(),
+                env: BTreeMap::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn sandbox_ids_must_name_a_sibling_bundle() {
+        for bad in ["", ".", "..", "../x", "a/b", "x\0y"] {
+            assert!(!valid_sandbox_id(bad), "{bad:?}");
+        }
+        assert!(valid_sandbox_id("0123abcdef"));
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_sandbox_record(&dir.path().join("c1"), &args("k8s.io", "c1"), "../etc")
+            .unwrap_err();
+        assert!(matches!(e, StartError::BadSandboxId { .. }), "{e}");
+        assert_eq!(e.rule(), "sandbox-record");
+    }
+
+    #[test]
+    fn container_reads_its_sandbox_record_and_checks_whose_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let sb = dir.path().join("sb1");
+        let c = dir.path().join("c1");
+        std::fs::create_dir_all(&sb).unwrap();
+        std::fs::create_dir_all(&c).unwrap();
+        let a = args("k8s.io", "c1");
+
+        let e = read_sandbox_record(&c, &a, "sb1").unwrap_err();
+        assert!(matches!(e, StartError::SandboxRecordMissing { .. }), "{e}");
+        assert!(e.to_string().contains("no decision record"), "{e}");
+
+        record::write(&sb, &sandbox_record("k8s.io", "sb1", "sandbox")).unwrap();
+        let rec = read_sandbox_record(&c, &a, "sb1").unwrap();
+        assert_eq!(rec.backend, "kata");
+
+        // a record of another namespace, or of a container, is not the pod's decision
+        record::write(&sb, &sandbox_record("other", "sb1", "sandbox")).unwrap();
+        let e = read_sandbox_record(&c, &a, "sb1").unwrap_err();
+        assert!(matches!(e, StartError::SandboxMismatch { .. }), "{e}");
+        record::write(&sb, &sandbox_record("k8s.io", "sb1", "container")).unwrap();
+        assert!(matches!(
+            read_sandbox_record(&c, &a, "sb1"),
+            Err(StartError::SandboxMismatch { .. })
+        ));
+
+        std::fs::write(record::path_in(&sb), b"garbage").unwrap();
+        let e = read_sandbox_record(&c, &a, "sb1").unwrap_err();
+        assert!(matches!(e, StartError::SandboxRecord { .. }), "{e}");
+    }
+
+    #[test]
+    fn refusal_lines_are_single_lines_with_the_rule() {
+        let e = StartError::Handoff(HandoffError::NotOnPath {
+            backend: "kata".into(),
+            binary: "containerd-shim-kata-v2".into(),
+            path: "/usr/bin".into(),
+        });
+        assert_eq!(e.rule(), "backend-missing");
+        assert!(e.to_string().contains("containerd-shim-kata-v2"));
+        assert!(!e.to_string().contains('\n'));
+    }
+}
