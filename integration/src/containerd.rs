@@ -47,7 +47,9 @@ pub struct ContainerdOptions {
     /// Other handlers, e.g. [`RuntimeHandler::runc`]`("runc")` for direct-backend benchmarks.
     pub extra_handlers: Vec<RuntimeHandler>,
     /// Policy TOML written to `<dir>/policy.toml` and named by `RUNTIME_ROUTER_CONFIG` in
-    /// containerd's (hence every shim's) environment. `None`: the variable is not set.
+    /// containerd's (hence every shim's) environment. `None`: the variable is not set. The
+    /// placeholders `{dir}`, `{root}` and `{state}` are replaced by the harness's temp dir and
+    /// containerd's root and state dirs (see [`Containerd::expand`]).
     pub policy: Option<String>,
     /// Extra environment for containerd and the shims it starts (e.g. `RUST_LOG`).
     pub env: Vec<(String, String)>,
@@ -128,6 +130,12 @@ struct Paths {
 }
 
 impl Paths {
+    fn expand(&self, text: &str) -> String {
+        text.replace("{dir}", &self.dir.to_string_lossy())
+            .replace("{root}", &self.root.to_string_lossy())
+            .replace("{state}", &self.state.to_string_lossy())
+    }
+
     fn new(dir: &Path) -> Self {
         Paths {
             dir: dir.to_path_buf(),
@@ -230,7 +238,7 @@ impl Containerd {
         let mut env_remove = Vec::new();
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         if let Some(policy) = &opts.policy {
-            write(&paths.policy, policy)?;
+            write_atomic(&paths.policy, &paths.expand(policy))?;
             env.push((
                 crate::POLICY_ENV.into(),
                 paths.policy.clone().into_os_string(),
@@ -313,15 +321,23 @@ impl Containerd {
     pub fn policy_path(&self) -> Option<&Path> {
         self.has_policy.then_some(self.paths.policy.as_path())
     }
-    /// Replaces the policy text (the router reads it at every `start`). Fails if the harness was
-    /// started without a policy (the variable is not set, so the file would not be read).
+    /// Replaces the policy text atomically (the router reads it at every `start`; a concurrent
+    /// reader sees the old or the new file, never half of one). Placeholders are expanded as in
+    /// [`ContainerdOptions::policy`]. Fails if the harness was started without a policy (the
+    /// variable is not set, so the file would not be read).
     pub fn set_policy(&self, text: &str) -> Result<()> {
         if !self.has_policy {
             return Err(Error::Invalid(
                 "harness was started without a policy (ContainerdOptions::policy is None)".into(),
             ));
         }
-        write(&self.paths.policy, text)
+        write_atomic(&self.paths.policy, &self.paths.expand(text))
+    }
+
+    /// `text` with `{dir}`, `{root}` and `{state}` replaced by this harness's temp dir and
+    /// containerd's root and state dirs.
+    pub fn expand(&self, text: &str) -> String {
+        self.paths.expand(text)
     }
     /// Directory holding `containerd-shim-kata-standin-v2` (on containerd's PATH).
     pub fn standin_dir(&self) -> &Path {
@@ -343,9 +359,16 @@ impl Containerd {
     pub fn containerd_pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
-    /// A CRI client (clone of the harness's; usable concurrently).
+    /// A CRI client for the calling task. Called inside a tokio runtime it is a new client whose
+    /// connection lives on that runtime (so it keeps working in any test, whichever runtime started
+    /// the harness; it connects on first use); outside a runtime, a clone of the harness's own.
+    /// Clones may be used concurrently.
     pub fn cri(&self) -> CriClient {
-        self.cri.clone()
+        if tokio::runtime::Handle::try_current().is_ok() {
+            CriClient::connect_lazy(&self.paths.socket)
+        } else {
+            self.cri.clone()
+        }
     }
     /// A `ctr` bound to this containerd in `namespace`.
     pub fn ctr(&self, namespace: &str) -> Ctr {
@@ -616,11 +639,12 @@ impl Containerd {
                 }
             }
         }
-        drop(self.lock.take());
         let dir = self.paths.dir.clone();
         if let Err(e) = tempdir.close() {
             left.push(format!("remove {}: {e}", dir.display()));
         }
+        // Released last, so the reaper never sees a half-removed dir as abandoned.
+        drop(self.lock.take());
         left
     }
 }
@@ -674,6 +698,18 @@ fn search_path(router_bin_dir: Option<&Path>, standin_dir: &Path) -> OsString {
     parts.push(standin_dir.to_path_buf());
     parts.extend(std::env::split_paths(&base));
     std::env::join_paths(parts).unwrap_or(base)
+}
+
+/// Writes through a temp file in the same dir and renames it over `path`.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

@@ -96,6 +96,33 @@ pub fn with_descendants(roots: &[i32], procs: &[ProcInfo]) -> Vec<i32> {
     out
 }
 
+/// One process by pid (`None` if it is gone).
+pub fn info(pid: i32) -> Option<ProcInfo> {
+    read_proc(pid)
+}
+
+/// The parent pid of a process (`None` if it is gone).
+pub fn ppid(pid: i32) -> Option<i32> {
+    read_proc(pid).map(|p| p.ppid)
+}
+
+/// The executable of a process (`/proc/PID/exe`; `None` if it is gone or unreadable).
+pub fn exe(pid: i32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// Waits up to `timeout` for a process to be gone; true if it is.
+pub async fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
 /// True while `/proc/PID` exists and the process is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -169,6 +196,8 @@ mod tests {
         let _ = child.wait();
         assert_eq!(shims.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![pid]);
         assert_eq!(refs.len(), 1);
+        assert_eq!(ppid(pid), Some(std::process::id() as i32));
+        assert!(exe(pid).is_some_and(|e| e.ends_with("busybox")));
         assert!(tree.len() >= 2, "sh and its sleep: {tree:?}");
         assert!(left.is_empty(), "{left:?}");
     }

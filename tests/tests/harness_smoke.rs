@@ -12,12 +12,22 @@ const LONG: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harness_runs_a_pod_on_plain_runc_and_cleans_up() -> Result<()> {
-    let opts = ContainerdOptions::default()
+    let opts = ContainerdOptions::with_policy("audit_log = \"{dir}/audit.jsonl\" # {state}\n")
         .handler(RuntimeHandler::runc("runc"))
         .default_runtime("runc");
     let h = Containerd::start(opts).await.context("start harness")?;
     let socket = h.socket().to_string_lossy().into_owned();
     let dir = h.dir().to_string_lossy().into_owned();
+    let policy_path = h.policy_path().context("policy path")?;
+    let policy = std::fs::read_to_string(policy_path)?;
+    ensure!(
+        policy
+            == format!(
+                "audit_log = \"{dir}/audit.jsonl\" # {}\n",
+                h.state().display()
+            ),
+        "placeholders not expanded: {policy}"
+    );
     let bridge = h.bridge().to_string();
 
     let result = exercise(&h).await;
@@ -97,15 +107,17 @@ async fn exercise(h: &Containerd) -> Result<(Vec<i32>, String)> {
     let container = ContainerSpec::new("echo")
         .in_pod(&pod)
         .mount(&volume, "/scratch", false)
-        .shell("echo hello-from-harness; uname -s; echo in-volume > /scratch/f; exec sleep 3600");
+        .shell("echo in-volume > /scratch/f; echo hello-from-harness; uname -s; echo ready; exec sleep 3600");
     let cid = cri
         .run_container(&pod_id, &pod_cfg, &container.build())
         .await
         .context("create/start container")?;
-    let logs = cri
-        .wait_log_contains(&cid, "hello-from-harness", LONG)
-        .await?;
-    ensure!(logs.contains("Linux"), "log lacks uname output: {logs:?}");
+    // Lines reach the log asynchronously: wait for the last one, then check them all.
+    let logs = cri.wait_log_contains(&cid, "ready", LONG).await?;
+    ensure!(
+        logs == "hello-from-harness\nLinux\nready\n",
+        "unexpected log: {logs:?}"
+    );
     let c_pid = cri.container_pid(&cid).await?;
     let written = std::fs::read_to_string(volume.join("f"))?;
     ensure!(written == "in-volume\n", "volume content {written:?}");
@@ -133,7 +145,9 @@ async fn exercise(h: &Containerd) -> Result<(Vec<i32>, String)> {
     let short = ContainerSpec::new("short").shell("echo bye >&2; exit 7");
     let sid = cri.run_container(&pod_id, &pod_cfg, &short.build()).await?;
     ensure!(cri.wait_container_exit(&sid, LONG).await? == 7, "exit code");
-    ensure!(cri.logs(&sid).await?.contains("bye"), "stderr in log");
+    cri.wait_log_contains(&sid, "bye", LONG)
+        .await
+        .context("stderr in log")?;
 
     // A refused call carries the gRPC message.
     let err = cri
