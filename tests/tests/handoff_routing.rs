@@ -718,6 +718,15 @@ async fn sixteen_concurrent_pods_land_correctly_standin() -> Result<()> {
                     wrong.push(format!("{} on {}", pod.name, bin.display()));
                 }
             }
+            // every concurrent decision left one whole audit line (fx.audit() parses each line)
+            let audit = fx.audit()?;
+            for (id, pod) in &ids {
+                let n = audit
+                    .iter()
+                    .filter(|v| v["id"] == id.as_str() && v["outcome"] == "allowed")
+                    .count();
+                ensure!(n == 1, "{n} audit lines for {} ({id})", pod.name);
+            }
             for (id, _) in &ids {
                 remove_pod(&cri, id).await?;
             }
