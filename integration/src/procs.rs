@@ -191,13 +191,16 @@ mod tests {
         }
         let shims = shims_of(Path::new(&marker));
         let refs = referencing(&marker);
+        let parent = ppid(pid);
+        let binary = exe(pid);
         let tree = with_descendants(&[pid], &list());
         let left = kill_all(&tree, Duration::from_secs(5));
         let _ = child.wait();
         assert_eq!(shims.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![pid]);
         assert_eq!(refs.len(), 1);
-        assert_eq!(ppid(pid), Some(std::process::id() as i32));
-        assert!(exe(pid).is_some_and(|e| e.ends_with("busybox")));
+        assert_eq!(parent, Some(std::process::id() as i32));
+        assert!(binary.is_some_and(|e| e.ends_with("busybox")));
+
         assert!(tree.len() >= 2, "sh and its sleep: {tree:?}");
         assert!(left.is_empty(), "{left:?}");
     }
