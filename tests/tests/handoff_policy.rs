@@ -165,3 +165,51 @@ async fn debug_start_logs_into_containerds_log_and_pods_still_start() -> Result<
     fx.h.shutdown().await.context("harness shutdown")?;
     r
 }
+
+/// An audit log that cannot be written does not block a correct decision: the pod runs where the
+/// policy says, and the failure is reported in containerd's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_audit_log_is_reported_and_does_not_block_standin() -> Result<()> {
+    let fx = start_fixture().await?;
+    let r = async {
+        let good = policy_for(&fx.h);
+        let audit_line = format!(
+            "audit_log = \"{}/audit/decisions.jsonl\"",
+            fx.h.dir().display()
+        );
+        // the parent of the audit log is a regular file: the append fails with ENOTDIR
+        let blocker = fx.h.dir().join("not-a-dir");
+        std::fs::write(&blocker, b"")?;
+        let bad_audit = format!("audit_log = \"{}/decisions.jsonl\"", blocker.display());
+        ensure!(
+            good.contains(&audit_line),
+            "test policy changed shape: fix this test"
+        );
+        fx.h.set_policy(&good.replace(&audit_line, &bad_audit))?;
+
+        let cri = fx.cri().await?;
+        let pod = fx.h.pod("shop-noaudit", "web");
+        let id = cri.run_pod(&pod.build()).await.context("RunPodSandbox")?;
+        let (_, bin) = pod_shim(&cri, &id).await?;
+        ensure!(
+            is_same_file(&bin, &fx.standin()),
+            "pod on {}",
+            bin.display()
+        );
+        let rec = fx.record(&id)?;
+        ensure!(rec["backend"] == "kata", "record: {rec}");
+        let log = std::fs::read_to_string(fx.h.log_path())?;
+        ensure!(
+            log.lines().any(|l| l.contains("audit line for sandbox")
+                && l.contains(&id)
+                && l.contains("not-a-dir")),
+            "containerd's log does not report the audit failure for {id}"
+        );
+        remove_pod(&cri, &id).await?;
+        Ok(())
+    }
+    .await;
+    let r = with_log(&fx, r);
+    fx.h.shutdown().await.context("harness shutdown")?;
+    r
+}
