@@ -3,9 +3,12 @@
 //! pods it could not remove, mounts under the temp dir and the CNI bridge. Shared by a harness's
 //! own teardown and by the reaper of harnesses whose test process died.
 
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use crate::command;
 use crate::{mounts, net, netns, procs};
@@ -39,7 +42,7 @@ pub fn after_containerd(dir: &Path, socket: &Path, state: &Path, bridge: &str) -
             }
         }
     }
-    force_delete_runc_state(state);
+    force_delete_task_leftovers(socket, state);
     left.extend(mounts::unmount_all_under(dir));
     if let Err(e) = net::delete_link(bridge) {
         left.push(e);
@@ -47,9 +50,23 @@ pub fn after_containerd(dir: &Path, socket: &Path, state: &Path, bridge: &str) -
     left
 }
 
-/// `runc delete --force` for every task bundle still in `state` whose runc state exists under
-/// [`RUNC_SHIM_ROOT`] (tasks whose shim was killed before it could delete them).
-fn force_delete_runc_state(state: &Path) {
+/// Where shims v2 put their ttrpc sockets.
+pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+
+/// The socket a shim v2 serves for task (or pod grouping) `id` in namespace `ns` of the
+/// containerd at `containerd_socket`: `/run/containerd/s/<sha256 of "<socket>/<ns>/<id>">`, as
+/// containerd's shim helpers compute it. A shim removes it on a clean exit, not when killed.
+pub fn shim_socket_path(containerd_socket: &Path, ns: &str, id: &str) -> PathBuf {
+    let key = containerd_socket.join(ns).join(id);
+    let sum = Sha256::digest(key.as_os_str().as_bytes());
+    let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+    Path::new(SHIM_SOCKET_DIR).join(hex)
+}
+
+/// For every task bundle still in `state`: `runc delete --force` if its runc state exists under
+/// [`RUNC_SHIM_ROOT`], and removal of its shim socket (tasks whose shim was killed before it could
+/// clean up).
+fn force_delete_task_leftovers(socket: &Path, state: &Path) {
     let tasks = state.join("io.containerd.runtime.v2.task");
     let Ok(namespaces) = std::fs::read_dir(&tasks) else {
         return;
@@ -60,6 +77,16 @@ fn force_delete_runc_state(state: &Path) {
             continue;
         };
         for id in ids.filter_map(|e| e.ok()) {
+            let shim_socket = shim_socket_path(
+                socket,
+                &ns.file_name().to_string_lossy(),
+                &id.file_name().to_string_lossy(),
+            );
+            if shim_socket.exists() {
+                if let Err(e) = std::fs::remove_file(&shim_socket) {
+                    log::warn!("harness cleanup: remove {}: {e}", shim_socket.display());
+                }
+            }
             if !root.join(id.file_name()).exists() {
                 continue;
             }

@@ -279,7 +279,14 @@ async fn harness_restart_keeps_pods_and_crash_teardown_cleans_up() -> Result<()>
     ensure!(out.stdout.trim() == "still-here", "{out:?}");
     ensure!(procs::alive(c_pid), "container died across the restart");
 
-    // containerd crash: teardown cannot use CRI and must still leave nothing behind.
+    // containerd crash: teardown cannot use CRI and must still leave nothing behind, not even the
+    // shim's socket (which a killed shim cannot remove).
+    let shim_socket = router_integration::cleanup::shim_socket_path(
+        h.socket(),
+        router_integration::K8S_NAMESPACE,
+        &pod_id,
+    );
+    ensure!(shim_socket.exists(), "{} missing", shim_socket.display());
     h.crash();
     ensure!(!h.shims().is_empty(), "shims should outlive containerd");
     h.shutdown().await.context("shutdown after crash")?;
@@ -292,6 +299,11 @@ async fn harness_restart_keeps_pods_and_crash_teardown_cleans_up() -> Result<()>
     ensure!(
         !std::path::Path::new(&netns).exists(),
         "{netns} left behind"
+    );
+    ensure!(
+        !shim_socket.exists(),
+        "{} left behind",
+        shim_socket.display()
     );
     Ok(())
 }
