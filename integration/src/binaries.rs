@@ -38,6 +38,13 @@ pub fn router_shim_path() -> Option<PathBuf> {
         .filter(|p| p.is_file())
 }
 
+/// `routerctl`, if it has been built.
+pub fn routerctl_path() -> Option<PathBuf> {
+    router_bin_dir()
+        .map(|d| d.join(ROUTERCTL_BINARY))
+        .filter(|p| p.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,6 +247,15 @@ impl Containerd {
             env_remove.push(OsString::from(crate::POLICY_ENV));
         }
         let router_bin_dir = binaries::router_bin_dir();
+        if opts.router_handler && binaries::router_shim_path().is_none() {
+            log::warn!(
+                "{} not found in {:?} (build with `cargo build --bins` or set {}): pods on the \
+                 router handler will fail",
+                binaries::ROUTER_SHIM_BINARY,
+                router_bin_dir,
+                binaries::ROUTER_BIN_DIR_ENV
+            );
+        }
         env.push((
             "PATH".into(),
             search_path(router_bin_dir.as_deref(), &paths.standin_dir),
