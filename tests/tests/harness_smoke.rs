@@ -460,3 +460,40 @@ async fn harness_start_failures_name_the_problem() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_standin_handler_serves_pods_under_its_own_name_standin() -> Result<()> {
+    // The Kata stand-in registered directly: its pod daemon runs as the stand-in binary, which is
+    // how suites tell the VM tier's pods from runc's.
+    let opts = ContainerdOptions::default()
+        .handler(RuntimeHandler::runc("runc"))
+        .handler(RuntimeHandler::standin("kata-standin"))
+        .default_runtime("runc");
+    let h = Containerd::start(opts).await.context("start harness")?;
+    let cri = h.cri();
+    let mut daemons = Vec::new();
+    for handler in ["kata-standin", "runc"] {
+        let cfg = h.pod("smoke", handler).build();
+        let pod_id = cri
+            .run_pod_with_handler(&cfg, handler)
+            .await
+            .with_context(|| format!("run pod on {handler}; log:\n{}", h.log_tail()))?;
+        let pause = cri.pod_pid(&pod_id).await?;
+        let daemon = procs::ppid(pause).context("pause has no parent")?;
+        let exe = procs::exe(daemon).context("daemon exe")?;
+        daemons.push((handler, exe));
+    }
+    ensure!(
+        daemons[0].1.starts_with(h.standin_dir())
+            && daemons[0].1.ends_with(router_integration::STANDIN_BINARY),
+        "stand-in pod served by {:?}",
+        daemons[0].1
+    );
+    ensure!(
+        daemons[1].1.ends_with("containerd-shim-runc-v2"),
+        "runc pod served by {:?}",
+        daemons[1].1
+    );
+    h.shutdown().await.context("shutdown")?;
+    Ok(())
+}
