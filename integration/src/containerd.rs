@@ -519,7 +519,10 @@ impl Containerd {
             .try_clone()
             .map_err(|e| Error::io(format!("dup {}", self.paths.log.display()), e))?;
         let mut cmd = Command::new(&self.containerd_binary);
-        cmd.arg("--config")
+        // cwd = the harness dir: relative paths (e.g. a container log path in a pod without a
+        // log directory) stay inside it.
+        cmd.current_dir(&self.paths.dir)
+            .arg("--config")
             .arg(&self.paths.config)
             .stdin(Stdio::null())
             .stdout(log)

@@ -380,7 +380,8 @@ impl CriClient {
     }
 
     /// `ExecSync` of `cmd` in a running container (`timeout` rounded up to whole seconds; zero
-    /// means none).
+    /// means none). The whole call is also bounded by the client's per-call deadline
+    /// ([`DEFAULT_CALL_TIMEOUT`] unless connected with another).
     pub async fn exec_sync(
         &self,
         container_id: &str,
