@@ -77,9 +77,14 @@ mod tests {
         );
         assert!(role.joins_sandbox());
         // ctr run: no annotations, a sandbox of its own.
-        assert_eq!(Role::from_spec_json(r#"{"ociVersion":"1.0.2"}"#), Ok(Role::Sandbox));
+        assert_eq!(
+            Role::from_spec_json(r#"{"ociVersion":"1.0.2"}"#),
+            Ok(Role::Sandbox)
+        );
         let orphan = r#"{"annotations":{"io.kubernetes.cri.container-type":"container"}}"#;
-        assert!(Role::from_spec_json(orphan).unwrap_err().contains("sandbox-id"));
+        assert!(Role::from_spec_json(orphan)
+            .unwrap_err()
+            .contains("sandbox-id"));
         assert!(Role::from_spec_json("{").is_err());
     }
 

@@ -26,7 +26,8 @@ const OUTPUT_LIMIT: u64 = 1 << 20;
 
 /// Collects a spawned runsc process: resolves to its exit code (128 + signal when killed), or
 /// `None` if it cannot be known. Called once per process, after its pipes reached EOF.
-pub type Reap = Arc<dyn Fn(Child) -> Pin<Box<dyn Future<Output = Option<i32>> + Send>> + Send + Sync>;
+pub type Reap =
+    Arc<dyn Fn(Child) -> Pin<Box<dyn Future<Output = Option<i32>> + Send>> + Send + Sync>;
 
 /// runsc with the backend's global arguments.
 #[derive(Clone)]
@@ -85,8 +86,9 @@ impl Runsc {
         }
     }
 
-    /// A [`Reap`] that waits for each child itself (on a blocking thread). Only where no
-    /// subreaper collects children with `waitpid(-1)` (tests, tools): it would race it.
+    /// A [`Reap`] that waits for each child itself (on a blocking thread), for tests. Never in
+    /// the daemon: its subreaper collects every child with `waitpid(-1)`.
+    #[cfg(test)]
     pub fn reap_own_children() -> Reap {
         Arc::new(|mut child: Child| {
             Box::pin(async move {
@@ -98,11 +100,6 @@ impl Runsc {
                 status.code().or_else(|| status.signal().map(|s| 128 + s))
             })
         })
-    }
-
-    /// The runsc binary.
-    pub fn program(&self) -> &Path {
-        &self.program
     }
 
     /// A runsc command with the global arguments.
@@ -249,11 +246,17 @@ mod tests {
         );
         let mut cmd = r.command();
         cmd.args(["wait", "c1"]);
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(args, ["--root", "/run/r", "--network=host", "wait", "c1"]);
         assert_eq!(
             exec_args(Path::new("/b/.exec-1.ipid")),
-            [OsString::from("--internal-pid-file"), OsString::from("/b/.exec-1.ipid")]
+            [
+                OsString::from("--internal-pid-file"),
+                OsString::from("/b/.exec-1.ipid")
+            ]
         );
     }
 
@@ -264,7 +267,10 @@ mod tests {
         std::fs::write(&p, "20").unwrap();
         assert_eq!(read_internal_pid(&p).unwrap(), 20);
         std::fs::write(&p, "-1").unwrap();
-        assert!(read_internal_pid(&p).unwrap_err().to_string().contains("ipid"));
+        assert!(read_internal_pid(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("ipid"));
         assert!(read_internal_pid(&dir.path().join("none")).is_err());
     }
 

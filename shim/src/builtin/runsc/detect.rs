@@ -43,7 +43,10 @@ pub fn platform_arg(runtime_args: &[String]) -> Option<(String, String)> {
             let value = it.next()?;
             return Some((format!("{a} {value}"), value.clone()));
         }
-        if let Some(v) = bare.strip_prefix("platform=").filter(|_| a.starts_with('-')) {
+        if let Some(v) = bare
+            .strip_prefix("platform=")
+            .filter(|_| a.starts_with('-'))
+        {
             return Some((a.clone(), v.to_owned()));
         }
     }
@@ -93,7 +96,7 @@ pub fn check_platform(runtime: &Path, runtime_args: &[String]) -> Result<(), Run
         return Ok(());
     };
     let available = platforms(runtime)?;
-    if available.iter().any(|p| *p == platform) {
+    if available.contains(&platform) {
         return Ok(());
     }
     Err(RunscError::UnknownPlatform {
@@ -165,8 +168,11 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("--platform=systrap"), "{msg}");
         assert!(msg.contains("ptrace"), "{msg}");
-        let err = check_platform(Path::new("/nonexistent/runsc"), &strings(&["--platform=kvm"]))
-            .unwrap_err();
+        let err = check_platform(
+            Path::new("/nonexistent/runsc"),
+            &strings(&["--platform=kvm"]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/runsc"), "{err}");
     }
 }

@@ -24,7 +24,13 @@ pub fn write_bundle(dir: &Path, role: &str, sandbox_id: &str, args: &[&str]) {
     for a in APPLETS {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
     }
-    let caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"];
+    let caps = [
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_CHOWN",
+        "CAP_SETUID",
+        "CAP_SETGID",
+    ];
     let spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -56,6 +62,9 @@ pub struct Pod {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub runtime_args: Vec<String>,
+    /// Makes ids unique on the host: runsc names a sandbox's control socket (an abstract unix
+    /// socket) after its id, so two sandboxes with one id collide even under different roots.
+    suffix: String,
     /// Created container ids, sandbox first.
     ids: Vec<String>,
     sandbox_pid: Option<i32>,
@@ -66,10 +75,16 @@ impl Pod {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
+        let suffix = dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_start_matches('.').to_lowercase())
+            .unwrap_or_default();
         Self {
             dir,
             root,
             runtime_args: runtime_args.iter().map(|s| s.to_string()).collect(),
+            suffix,
             ids: Vec::new(),
             sandbox_pid: None,
         }
@@ -81,33 +96,47 @@ impl Pod {
         c
     }
 
+    /// The runsc container id of the test's short name.
+    pub fn cid(&self, name: &str) -> String {
+        format!("{name}-{}", self.suffix)
+    }
+
     pub fn bundle(&self, id: &str) -> PathBuf {
         self.dir.path().join(id)
     }
 
-    /// `runsc create` (stdio on /dev/null, as good as any for these tests: runsc takes a
-    /// container's stdio at `start`) and return the pid file's pid.
-    pub fn create(&mut self, id: &str, role: &str, sandbox_id: &str, args: &[&str]) -> i32 {
+    /// `runsc create` of container `id` (a short name, see [`Pod::cid`]) in the sandbox
+    /// `sandbox` (short name too), stdio on /dev/null (as good as any here: runsc takes a
+    /// joining container's stdio at `start`); returns the pid file's pid.
+    pub fn create(&mut self, id: &str, role: &str, sandbox: &str, args: &[&str]) -> i32 {
         let bundle = self.bundle(id);
         std::fs::create_dir(&bundle).unwrap();
-        write_bundle(&bundle, role, sandbox_id, args);
+        write_bundle(&bundle, role, &self.cid(sandbox), args);
         let pid_file = self.dir.path().join(format!("{id}.pid"));
-        self.ids.push(id.to_owned());
-        let out = self
+        self.ids.push(self.cid(id));
+        // Never a pipe: the sandbox keeps create's stdio, so reading it to its end would block
+        // for the sandbox's lifetime.
+        let err_name = format!("{id}.create.err");
+        let err = std::fs::File::create(self.dir.path().join(&err_name)).unwrap();
+        let status = self
             .runsc()
             .arg("create")
             .arg("--bundle")
             .arg(&bundle)
             .arg("--pid-file")
             .arg(&pid_file)
-            .arg(id)
+            .arg(self.cid(id))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
+            .stderr(err)
+            .status()
             .unwrap();
-        assert!(out.status.success(), "create {id}: {}", String::from_utf8_lossy(&out.stderr));
-        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        assert!(status.success(), "create {id}: {}", self.read(&err_name));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         if role == "sandbox" {
             self.sandbox_pid = Some(pid);
         }
@@ -121,13 +150,18 @@ impl Pod {
         let err = std::fs::File::create(self.dir.path().join(format!("{id}.err"))).unwrap();
         let status = self
             .runsc()
-            .args(["start", id])
+            .arg("start")
+            .arg(self.cid(id))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .status()
             .unwrap();
-        assert!(status.success(), "start {id}: {}", self.read(&format!("{id}.err")));
+        assert!(
+            status.success(),
+            "start {id}: {}",
+            self.read(&format!("{id}.err"))
+        );
     }
 
     pub fn read(&self, name: &str) -> String {
@@ -162,7 +196,11 @@ impl Pod {
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 

@@ -40,29 +40,37 @@ async fn containers_of_a_pod_exit_with_their_own_codes_through_runsc_wait() {
         "c1",
         "container",
         "sb",
-        &["/bin/sh", "-c", "echo c1-out; echo c1-err >&2; uname -r; dmesg | head -1; sleep 1; exit 7"],
+        &[
+            "/bin/sh",
+            "-c",
+            "echo c1-out; echo c1-err >&2; uname -r; dmesg | head -1; sleep 1; exit 7",
+        ],
     );
     // A container joining the sandbox has no process of its own on the host.
     assert_eq!(c1_pid, sandbox_pid);
     assert_eq!(
         Role::from_bundle(&pod.bundle("c1")).unwrap(),
         Role::Container {
-            sandbox_id: "sb".into()
+            sandbox_id: pod.cid("sb")
         }
     );
     let c2_pid = pod.create(
         "c2",
         "container",
         "sb",
-        &["/bin/sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 1; done"],
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 1; done",
+        ],
     );
     assert_eq!(c2_pid, sandbox_pid);
     let runsc = client(&pod);
 
     pod.start("c1");
-    let c1_exit = wait::watch(runsc.clone(), "c1".into());
+    let c1_exit = wait::watch(runsc.clone(), pod.cid("c1"));
     pod.start("c2");
-    let c2_exit = wait::watch(runsc.clone(), "c2".into());
+    let c2_exit = wait::watch(runsc.clone(), pod.cid("c2"));
 
     let r1 = within("c1 exit", c1_exit).await.expect("c1 reported");
     assert_eq!(r1.status, 7);
@@ -72,16 +80,27 @@ async fn containers_of_a_pod_exit_with_their_own_codes_through_runsc_wait() {
     assert!(out.contains("c1-out"), "stdout: {out:?}");
     assert!(pod.read("c1.err").contains("c1-err"));
     let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    assert!(!out.contains(host_release.trim()), "host kernel seen inside: {out}");
+    assert!(
+        !out.contains(host_release.trim()),
+        "host kernel seen inside: {out}"
+    );
     assert!(out.contains("Starting gVisor"), "dmesg: {out}");
     // The status stays available to a later wait.
     assert_eq!(
-        within("second wait", runsc.wait("c1")).await.unwrap(),
+        within("second wait", runsc.wait(&pod.cid("c1")))
+            .await
+            .unwrap(),
         wait::WaitOutcome::Exited(7)
     );
 
     assert!(pod.wait_for_text("c2.out", "ready"));
-    let ok = pod.runsc().args(["kill", "c2", "TERM"]).status().unwrap();
+    let ok = pod
+        .runsc()
+        .arg("kill")
+        .arg(pod.cid("c2"))
+        .arg("TERM")
+        .status()
+        .unwrap();
     assert!(ok.success());
     let r2 = within("c2 exit", c2_exit).await.expect("c2 reported");
     assert_eq!((r2.status, r2.source), (42, ExitSource::Waited));
@@ -89,18 +108,32 @@ async fn containers_of_a_pod_exit_with_their_own_codes_through_runsc_wait() {
 
     // The sandbox kept running through its containers' exits.
     assert!(pod.sandbox_alive());
-    assert_eq!(within("state", runsc.status("sb")).await.unwrap(), "running");
+    assert_eq!(
+        within("state", runsc.status(&pod.cid("sb"))).await.unwrap(),
+        "running"
+    );
 
     // Once deleted, a container has no status left to wait for.
-    let ok = pod.runsc().args(["delete", "c1"]).status().unwrap();
+    let ok = pod
+        .runsc()
+        .arg("delete")
+        .arg(pod.cid("c1"))
+        .status()
+        .unwrap();
     assert!(ok.success());
-    match within("wait after delete", runsc.wait("c1")).await.unwrap() {
+    match within("wait after delete", runsc.wait(&pod.cid("c1")))
+        .await
+        .unwrap()
+    {
         wait::WaitOutcome::Failed(m) => assert!(m.contains("does not exist"), "{m}"),
         other => panic!("wait after delete: {other:?}"),
     }
-    let gone = within("watch after delete", wait::watch(runsc.clone(), "c1".into()))
-        .await
-        .unwrap();
+    let gone = within(
+        "watch after delete",
+        wait::watch(runsc.clone(), pod.cid("c1")),
+    )
+    .await
+    .unwrap();
     assert_eq!(gone.status, KILLED_WITH_SANDBOX);
     assert!(matches!(gone.source, ExitSource::SandboxGone(_)));
 }
@@ -115,18 +148,27 @@ async fn sigkill_of_the_sandbox_process_is_every_containers_exit() {
     pod.start("c1");
     pod.start("c2");
     let runsc = client(&pod);
-    let w1 = wait::watch(runsc.clone(), "c1".into());
-    let w2 = wait::watch(runsc.clone(), "c2".into());
+    let w1 = wait::watch(runsc.clone(), pod.cid("c1"));
+    let w2 = wait::watch(runsc.clone(), pod.cid("c2"));
     // Let both waits reach the sandbox before killing it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(within("state", runsc.status("c1")).await.unwrap(), "running");
+    assert_eq!(
+        within("state", runsc.status(&pod.cid("c1"))).await.unwrap(),
+        "running"
+    );
     pod.kill_sandbox();
     for (id, w) in [("c1", w1), ("c2", w2)] {
         let r = within(id, w).await.expect("reported");
         assert_eq!(r.status, KILLED_WITH_SANDBOX, "{id}: {r:?}");
-        assert!(matches!(r.source, ExitSource::SandboxGone(_)), "{id}: {r:?}");
+        assert!(
+            matches!(r.source, ExitSource::SandboxGone(_)),
+            "{id}: {r:?}"
+        );
     }
-    assert_eq!(within("state", runsc.status("c1")).await.unwrap(), "stopped");
+    assert_eq!(
+        within("state", runsc.status(&pod.cid("c1"))).await.unwrap(),
+        "stopped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,24 +187,43 @@ async fn an_exec_is_signalled_through_runsc_not_through_its_host_helper() {
     cmd.args(["exec", "--detach", "--pid-file"])
         .arg(&pid_file)
         .args(cli::exec_args(&ipid_file))
-        .args(["c1", "/bin/sh", "-c"])
+        .arg(pod.cid("c1"))
+        .args(["/bin/sh", "-c"])
         .arg("trap 'echo got-term; exit 11' TERM; echo ready; while true; do sleep 1; done")
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(Stdio::null());
     assert!(cmd.status().unwrap().success());
     let internal = cli::read_internal_pid(&ipid_file).unwrap();
-    let helper: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    assert_ne!(internal, helper, "internal pid is the sandbox's, not the host's");
+    let helper: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(
+        internal, helper,
+        "internal pid is the sandbox's, not the host's"
+    );
     assert!(pod.wait_for_text("e.out", "ready"));
 
-    within("kill --pid", runsc.kill_process("c1", internal, 15)).await.unwrap();
-    assert!(pod.wait_for_text("e.out", "got-term"), "exec never saw SIGTERM");
+    within(
+        "kill --pid",
+        runsc.kill_process(&pod.cid("c1"), internal, 15),
+    )
+    .await
+    .unwrap();
+    assert!(
+        pod.wait_for_text("e.out", "got-term"),
+        "exec never saw SIGTERM"
+    );
 
     // A pid that is not there is an error naming the command.
-    let err = within("kill --pid", runsc.kill_process("c1", 99999, 15))
+    let err = within("kill --pid", runsc.kill_process(&pod.cid("c1"), 99999, 15))
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("kill --pid 99999 c1"), "{err}");
+    assert!(
+        err.contains(&format!("kill --pid 99999 {}", pod.cid("c1"))),
+        "{err}"
+    );
 }

@@ -46,13 +46,19 @@ pub fn parse_wait(stdout: &str, stderr: &str, success: bool) -> WaitOutcome {
             match serde_json::from_str::<WaitLine>(line) {
                 Ok(w) => return WaitOutcome::Exited(status_from(w.exit_status)),
                 Err(e) => {
-                    return WaitOutcome::Failed(format!("unreadable runsc wait output {line:?}: {e}"))
+                    return WaitOutcome::Failed(format!(
+                        "unreadable runsc wait output {line:?}: {e}"
+                    ))
                 }
             }
         }
     }
     let msg = stderr.trim();
-    let msg = if msg.is_empty() { line.unwrap_or("") } else { msg };
+    let msg = if msg.is_empty() {
+        line.unwrap_or("")
+    } else {
+        msg
+    };
     WaitOutcome::Failed(if msg.is_empty() {
         "runsc wait failed without a message".into()
     } else {
@@ -159,7 +165,11 @@ mod tests {
             WaitOutcome::Exited(137)
         );
         assert_eq!(
-            parse_wait("{\"id\":\"c\",\"exitStatus\":0}", "W1127 some warning\n", true),
+            parse_wait(
+                "{\"id\":\"c\",\"exitStatus\":0}",
+                "W1127 some warning\n",
+                true
+            ),
             WaitOutcome::Exited(0)
         );
     }
@@ -178,7 +188,8 @@ mod tests {
 
     #[test]
     fn failures_carry_runscs_message() {
-        let msg = "waiting on container \"c1\": urpc method \"containerManager.Wait\" failed: EOF\n";
+        let msg =
+            "waiting on container \"c1\": urpc method \"containerManager.Wait\" failed: EOF\n";
         assert_eq!(
             parse_wait("", msg, false),
             WaitOutcome::Failed(msg.trim().to_owned())
