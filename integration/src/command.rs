@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+/// How long output is still collected after the program exited (a grandchild may hold its pipes).
+const PIPE_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs `cmd` to completion (at most `timeout`), returning its output if it exited 0.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let out = run_unchecked(cmd, timeout)?;
@@ -29,14 +32,18 @@ pub fn run_unchecked(cmd: &mut Command, timeout: Duration) -> Result<Output> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::io(format!("cannot run `{}`", describe(cmd)), e))?;
+    // Pipes are drained on threads that report through channels: a grandchild that inherited a
+    // pipe and outlives the child must not block us once the child has exited.
     let drain = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut r) = r {
                 let _ = r.read_to_end(&mut buf);
             }
-            buf
-        })
+            let _ = tx.send(buf);
+        });
+        rx
     };
     let out_t = drain(
         child
@@ -66,8 +73,13 @@ pub fn run_unchecked(cmd: &mut Command, timeout: Duration) -> Result<Output> {
             Err(e) => return Err(Error::io(format!("wait for `{}`", describe(cmd)), e)),
         }
     };
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
+    let until = Instant::now() + PIPE_GRACE;
+    let stdout = out_t
+        .recv_timeout(until.saturating_duration_since(Instant::now()))
+        .unwrap_or_default();
+    let stderr = err_t
+        .recv_timeout(until.saturating_duration_since(Instant::now()))
+        .unwrap_or_default();
     Ok(Output {
         status,
         stdout,
@@ -109,6 +121,30 @@ mod tests {
         .expect_err("must time out");
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn grandchild_holding_the_pipe_does_not_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; exit 0", pid_file.display());
+        let started = Instant::now();
+        let result = run(
+            Command::new("/bin/busybox").args(["sh", "-c", &script]),
+            Duration::from_secs(60),
+        );
+        let elapsed = started.elapsed();
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(result.is_ok(), "{result:?}");
+        assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
     }
 
     #[test]
