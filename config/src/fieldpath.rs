@@ -3,21 +3,22 @@
 
 use std::ops::Range;
 
-use toml_edit::{ImDocument, Item, Table, Value};
+use toml_v1::de::{DeTable, DeValue};
+use toml_v1::Spanned;
 
 /// The dotted path (`tenants.web.deny[1]`) of the deepest key or value whose span holds `offset`,
 /// or an empty string when the text does not parse or nothing covers the offset.
 pub(crate) fn path_at(text: &str, offset: usize) -> String {
-    let Ok(doc) = ImDocument::parse(text) else {
+    let Ok(doc) = DeTable::parse(text) else {
         return String::new();
     };
     let mut path = String::new();
-    walk_table(doc.as_table(), offset, &mut path);
+    walk_table(doc.get_ref(), offset, &mut path);
     path
 }
 
-fn contains(span: Option<Range<usize>>, offset: usize) -> bool {
-    span.is_some_and(|r| r.start <= offset && offset < r.end.max(r.start + 1))
+fn contains(span: Range<usize>, offset: usize) -> bool {
+    span.start <= offset && offset < span.end.max(span.start + 1)
 }
 
 fn push_key(path: &mut String, key: &str) {
@@ -27,16 +28,11 @@ fn push_key(path: &mut String, key: &str) {
     path.push_str(key);
 }
 
-fn walk_table(table: &Table, offset: usize, path: &mut String) -> bool {
-    for (name, item) in table.iter() {
-        let key_span = table.key(name).and_then(|k| k.span());
-        if contains(key_span, offset) {
-            push_key(path, name);
-            return true;
-        }
+fn walk_table(table: &DeTable<'_>, offset: usize, path: &mut String) -> bool {
+    for (key, value) in table.iter() {
         let len = path.len();
-        push_key(path, name);
-        if walk_item(item, offset, path) {
+        push_key(path, key.get_ref());
+        if contains(key.span(), offset) || walk_value(value, offset, path) {
             return true;
         }
         path.truncate(len);
@@ -44,28 +40,10 @@ fn walk_table(table: &Table, offset: usize, path: &mut String) -> bool {
     false
 }
 
-fn walk_item(item: &Item, offset: usize, path: &mut String) -> bool {
-    match item {
-        Item::Table(t) => walk_table(t, offset, path) || contains(t.span(), offset),
-        Item::Value(v) => walk_value(v, offset, path),
-        Item::ArrayOfTables(a) => {
-            for (i, t) in a.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                if walk_table(t, offset, path) || contains(t.span(), offset) {
-                    return true;
-                }
-                path.truncate(len);
-            }
-            false
-        }
-        Item::None => false,
-    }
-}
-
-fn walk_value(value: &Value, offset: usize, path: &mut String) -> bool {
-    match value {
-        Value::Array(a) => {
+fn walk_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut String) -> bool {
+    match value.get_ref() {
+        DeValue::Table(t) => walk_table(t, offset, path) || contains(value.span(), offset),
+        DeValue::Array(a) => {
             for (i, v) in a.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
@@ -74,21 +52,9 @@ fn walk_value(value: &Value, offset: usize, path: &mut String) -> bool {
                 }
                 path.truncate(len);
             }
-            contains(a.span(), offset)
+            contains(value.span(), offset)
         }
-        Value::InlineTable(t) => {
-            for (name, v) in t.iter() {
-                let key_span = t.key(name).and_then(|k| k.span());
-                let len = path.len();
-                push_key(path, name);
-                if contains(key_span, offset) || walk_value(v, offset, path) {
-                    return true;
-                }
-                path.truncate(len);
-            }
-            contains(t.span(), offset)
-        }
-        v => contains(v.span(), offset),
+        _ => contains(value.span(), offset),
     }
 }
 
@@ -98,12 +64,12 @@ mod tests {
 
     #[test]
     fn finds_nested_paths() {
-        let text =
-            "version = 1\n[tenants.web]\nbackend = \"x\"\ndeny = [\"a\", \"b\"]\nbogus = 1\n";
+        let text = "version = 1\n[tenants.web]\nbackend = \"x\"\ndeny = [\"a\", \"b\"]\nbogus = 1\nenv = { A = \"b\" }\n";
         let at = |needle: &str| path_at(text, text.find(needle).unwrap_or(0));
         assert_eq!(at("version"), "version");
         assert_eq!(at("\"x\""), "tenants.web.backend");
         assert_eq!(at("\"b\""), "tenants.web.deny[1]");
         assert_eq!(at("bogus"), "tenants.web.bogus");
+        assert_eq!(at("A ="), "tenants.web.env.A");
     }
 }

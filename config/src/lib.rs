@@ -4,6 +4,8 @@
 //! default path, and falls back to the embedded default only when that file does not exist.
 //! Anything else that goes wrong is an error: the caller refuses the pod (fail closed).
 
+mod cache;
+mod codec;
 mod error;
 mod fieldpath;
 mod model;
@@ -11,11 +13,14 @@ pub mod pattern;
 mod raw;
 mod validate;
 
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
+pub use cache::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
 pub use error::{ConfigError, Diagnostic};
 pub use model::{Backend, BackendKind, DenyRule, Isolation, Policy, PolicySource, Tenant};
 pub use validate::{DEFAULT_ALLOWED_HOST_PATHS, RUNTIME_ANNOTATION_PREFIXES};
@@ -86,19 +91,44 @@ pub fn policy_path(explicit: Option<&Path>) -> PathBuf {
 
 /// Explicit path, else `$RUNTIME_ROUTER_CONFIG`, else `DEFAULT_POLICY_PATH`. A file that does not
 /// exist (ENOENT) → embedded default; any other read/parse/validation failure → `Err` (fail closed).
+/// The file is read every time; its validated form is memoised by content digest (see `cache`).
 pub fn load(explicit: Option<&Path>) -> Result<Policy, ConfigError> {
     let path = policy_path(explicit);
-    match std::fs::read(&path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => parse(&text, &path),
-            Err(e) => Err(ConfigError::Read {
-                path,
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
-            }),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(embedded_default()),
-        Err(source) => Err(ConfigError::Read { path, source }),
+    let read_err = |source: std::io::Error| ConfigError::Read {
+        path: path.clone(),
+        source,
+    };
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(embedded_default()),
+        Err(e) => return Err(read_err(e)),
+    };
+    let meta = file.metadata().map_err(read_err)?;
+    if meta.is_dir() {
+        return Err(read_err(std::io::Error::other("is a directory")));
     }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20));
+    file.read_to_end(&mut bytes).map_err(read_err)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
+    })?;
+    let sum = digest(text.as_bytes());
+    let cache_dir = cache::dir_from_env();
+    if let Some(dir) = &cache_dir {
+        if let Some(mut p) = cache::lookup(dir, &sum, meta.uid()) {
+            p.source = PolicySource::File(path);
+            return Ok(p);
+        }
+    }
+    let mut policy = validate::parse_policy(&text, &path, PolicySource::File(path.clone()))?;
+    policy.digest = sum;
+    if let Some(dir) = &cache_dir {
+        cache::store(dir, &policy, meta.uid());
+    }
+    Ok(policy)
 }
 
 #[cfg(test)]

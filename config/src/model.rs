@@ -47,7 +47,8 @@ impl fmt::Display for Isolation {
 }
 
 /// How a backend serves a pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum BackendKind {
     /// Served by the router binary itself, driving an OCI runtime CLI.
     Builtin {
@@ -76,7 +77,7 @@ impl BackendKind {
 }
 
 /// One entry of `[backends.NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backend {
     pub name: String,
     pub kind: BackendKind,
@@ -131,7 +132,7 @@ impl fmt::Display for DenyRule {
 }
 
 /// One entry of `[tenants.NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
     pub name: String,
     /// Kubernetes namespaces: exact names or globs (`*` any run of characters, `?` one character).
@@ -153,7 +154,7 @@ impl Tenant {
 }
 
 /// Where a policy came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PolicySource {
     File(PathBuf),
     Embedded,
@@ -169,7 +170,7 @@ impl fmt::Display for PolicySource {
 }
 
 /// A parsed and validated node policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub version: u32,
     pub audit_log: Option<PathBuf>,

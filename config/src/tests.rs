@@ -415,8 +415,58 @@ fn load_falls_back_only_on_missing_file() {
     std::fs::write(&good, SPEC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
     let pol = load(Some(&good)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pol.source, PolicySource::File(good.clone()));
+    // loaded twice (the second time from the digest cache) and after an edit: always the file's content
+    let again = load(Some(&good)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, pol);
+    std::fs::write(&good, SPEC_EXAMPLE.replace("\"telemetry\", ", ""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let edited = load(Some(&good)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        edited.tenants["provider"].namespaces,
+        ["kube-system", "sdewan-*"]
+    );
+    assert_ne!(edited.digest, pol.digest);
+    std::fs::write(&good, "version = 1\nbogus = 2\n").unwrap_or_else(|e| panic!("{e}"));
+    assert!(load(Some(&good)).is_err());
 
     // a directory is not a missing file: fail closed
     assert!(matches!(load(Some(&dir)), Err(ConfigError::Read { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cache_roundtrip_and_distrust() {
+    let dir = std::env::temp_dir().join(format!("rr-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.join("cache");
+    let pol = p(SPEC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    let uid = std::fs::metadata(std::env::temp_dir())
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0);
+    let me = {
+        let probe = dir.join("probe");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(&probe, "x");
+        std::fs::metadata(&probe)
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap_or(uid)
+    };
+    assert!(cache::lookup(&cache, &pol.digest, me).is_none());
+    cache::store(&cache, &pol, me);
+    let mut embedded = pol.clone();
+    embedded.source = PolicySource::Embedded;
+    assert_eq!(
+        cache::lookup(&cache, &pol.digest, me).as_ref(),
+        Some(&embedded)
+    );
+    // another owner, or a group-writable directory, is not trusted
+    assert!(cache::lookup(&cache, &pol.digest, me + 1).is_none());
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o770));
+    assert!(cache::lookup(&cache, &pol.digest, me).is_none());
+    let _ = std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700));
+    // a tampered entry whose digest does not match is ignored
+    let other = p(&format!("{SPEC_EXAMPLE}\n#x\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cache::lookup(&cache, &other.digest, me).is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
+use toml_v1::Spanned;
 
 use crate::error::{line_col, ConfigError, Diagnostic};
 use crate::fieldpath::path_at;
@@ -54,7 +54,7 @@ pub(crate) fn parse_policy(
         file: origin,
         diags: Vec::new(),
     };
-    let raw: RawPolicy = match toml::from_str(text) {
+    let raw: RawPolicy = match toml_v1::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
