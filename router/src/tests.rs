@@ -1,4 +1,5 @@
 //! Table tests for the decision: every rule, every refusal, and the known traps.
 
 mod fixtures;
+mod props;
 mod table;
