@@ -1,0 +1,463 @@
+//! Side-by-side benchmarks of the router against containerd's Go `containerd-shim-runc-v2`, on one
+//! private containerd, alternating the two sides in one run so that machine noise hits both alike
+//! (SPEC §6). Not a test: it prints tables of medians, percentiles and ratios.
+//!
+//! ```text
+//! cargo bench -p router-benches --bench shims -- [MODE ...] [--iterations N]
+//! MODE: handoff | builtin | memory | scale | gvisor | all   (default: all)
+//! ```
+//! - `handoff`: whole-pod start (RunPodSandbox + CreateContainer + StartContainer) through the
+//!   router with a `shim` backend naming containerd-shim-runc-v2, vs the same shim registered as its
+//!   own handler: the router's routing cost.
+//! - `builtin`: the same pod start, and `ctr run --rm ... /bin/true`, with the router's built-in
+//!   backend (driving runc) vs containerd-shim-runc-v2.
+//! - `memory`: 20 pods held on each side; RSS and private dirty memory of every shim process.
+//! - `scale`: 50 pods started with 8 in flight on each side, all held: p50/p99 start latency and
+//!   total shim memory.
+//! - `gvisor`: pod start in the built-in backend's gVisor (runsc) tier vs its runc tier.
+//!
+//! Pods use host networking so CNI's (identical, but noisy) bridge setup does not blur the shim's
+//! own cost, except in `gvisor`, where both sides get their own network namespace from CNI (an
+//! untrusted tenant's pods may not use the host's); containers run `sleep` from the busybox image
+//! the harness builds offline.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use router_benches::{memory_of, percentile, ratio, ShimMemory};
+use router_integration::{
+    procs::ProcInfo, ContainerSpec, Containerd, ContainerdOptions, CriClient, RuntimeHandler,
+    BUSYBOX_IMAGE,
+};
+
+/// The Go shim's handler name in the bench containerd.
+const GO_HANDLER: &str = "runc";
+/// The router is containerd's default handler: an empty handler name reaches it.
+const ROUTER_HANDLER: &str = "";
+/// Kubernetes namespace whose tenant the policy sends to the backend under test.
+const NS: &str = "bench";
+/// Kubernetes namespace of the gVisor tier.
+const NS_GVISOR: &str = "bench-sandboxed";
+
+const POLICY_TEMPLATE: &str = r#"version = 1
+audit_log = "{dir}/audit/decisions.jsonl"
+default_tenant = "sandboxed"
+allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
+
+[backends.go-runc]
+kind = "shim"
+binary = "containerd-shim-runc-v2"
+isolation = "container"
+
+[backends.runc]
+kind = "builtin"
+runtime = "/usr/sbin/runc"
+isolation = "container"
+
+[backends.gvisor]
+kind = "builtin"
+runtime = "/usr/bin/runsc"
+runtime_args = {gvisor_args}
+isolation = "sandbox"
+
+[tenants.bench]
+namespaces = ["bench"]
+containerd_namespaces = ["bench"]
+backend = "{backend}"
+
+[tenants.sandboxed]
+namespaces = ["bench-sandboxed"]
+backend = "gvisor"
+"#;
+
+/// Runtime arguments runsc needs on these machines (no KVM, hybrid cgroups): see docs/gvisor.md.
+const GVISOR_ARGS: &str = r#"["--platform=ptrace", "--network=host"]"#;
+
+struct Bench {
+    h: Containerd,
+    cri: CriClient,
+    iterations: usize,
+    seq: usize,
+    /// Pods share the host's network namespace (no CNI) unless a mode says otherwise.
+    host_network: bool,
+}
+
+impl Bench {
+    async fn start(iterations: usize) -> Result<Bench> {
+        let h = Containerd::start(
+            ContainerdOptions::with_policy(policy("/nonexistent", "/nonexistent", "/nonexistent", "go-runc"))
+                .handler(RuntimeHandler::runc(GO_HANDLER)),
+        )
+        .await
+        .context("start the bench containerd")?;
+        h.import_images(NS).await.context("import images for ctr")?;
+        let cri = h.cri();
+        Ok(Bench {
+            h,
+            cri,
+            iterations,
+            seq: 0,
+            host_network: true,
+        })
+    }
+
+    /// Points the `bench` tenant at `backend`; the router reads the policy at every start.
+    fn route_bench_to(&self, backend: &str) -> Result<()> {
+        let text = policy(
+            &self.h.dir().display().to_string(),
+            &self.h.root().display().to_string(),
+            &self.h.state().display().to_string(),
+            backend,
+        );
+        self.h.set_policy(&text).context("write policy")?;
+        Ok(())
+    }
+
+    fn next_name(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{prefix}-{}", self.seq)
+    }
+
+    /// RunPodSandbox + CreateContainer + StartContainer; returns the time taken and the pod id.
+    async fn pod_start(&mut self, handler: &str, ns: &str) -> Result<(Duration, String)> {
+        let name = self.next_name("pod");
+        pod_start(&self.h, &self.cri, handler, ns, &name, self.host_network).await
+    }
+
+    async fn remove(&self, pod: &str) -> Result<()> {
+        self.cri.stop_pod(pod).await?;
+        self.cri.remove_pod(pod).await?;
+        Ok(())
+    }
+
+    /// Alternates `a` and `b` pod starts, removing each pod before the next start.
+    async fn alternate(&mut self, a: (&str, &str), b: (&str, &str)) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (mut ta, mut tb) = (Vec::new(), Vec::new());
+        // Warm-up: page cache, image unpack, first-use costs on both sides.
+        for side in [a, b] {
+            let (_, pod) = self.pod_start(side.0, side.1).await?;
+            self.remove(&pod).await?;
+        }
+        for i in 0..self.iterations {
+            let order = if i % 2 == 0 { [a, b] } else { [b, a] };
+            for side in order {
+                let (t, pod) = self.pod_start(side.0, side.1).await?;
+                self.remove(&pod).await?;
+                if side == a {
+                    ta.push(ms(t));
+                } else {
+                    tb.push(ms(t));
+                }
+            }
+        }
+        Ok((ta, tb))
+    }
+
+    fn ctr_run_rm(&mut self, runtime: &str) -> Result<Duration> {
+        let id = self.next_name("ctr");
+        let ctr = self.h.ctr(NS);
+        let t0 = Instant::now();
+        ctr.run(&["run", "--rm", "--runtime", runtime, BUSYBOX_IMAGE, &id, "/bin/true"])
+            .with_context(|| format!("ctr run --rm --runtime {runtime}"))?;
+        Ok(t0.elapsed())
+    }
+}
+
+fn policy(dir: &str, root: &str, state: &str, backend: &str) -> String {
+    POLICY_TEMPLATE
+        .replace("{dir}", dir)
+        .replace("{root}", root)
+        .replace("{state}", state)
+        .replace("{backend}", backend)
+        .replace("{gvisor_args}", GVISOR_ARGS)
+}
+
+async fn pod_start(
+    h: &Containerd,
+    cri: &CriClient,
+    handler: &str,
+    ns: &str,
+    name: &str,
+    host_network: bool,
+) -> Result<(Duration, String)> {
+    let pod = h.pod(ns, name).host_network(host_network);
+    let sandbox = pod.build();
+    let container = ContainerSpec::new("main")
+        .in_pod(&pod)
+        .command(["sleep", "3600"])
+        .build();
+    let t0 = Instant::now();
+    let id = cri
+        .run_pod_with_handler(&sandbox, handler)
+        .await
+        .with_context(|| format!("RunPodSandbox {ns}/{name} (handler `{handler}`)"))?;
+    cri.run_container(&id, &sandbox, &container)
+        .await
+        .with_context(|| format!("start container of {ns}/{name}"))?;
+    Ok((t0.elapsed(), id))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn print_latency_row(what: &str, ours: &[f64], go: &[f64]) {
+    let (m_ours, m_go) = (percentile(ours, 50.0), percentile(go, 50.0));
+    println!(
+        "| {what} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} |",
+        m_ours,
+        percentile(ours, 90.0),
+        m_go,
+        percentile(go, 90.0),
+        ratio(m_ours, m_go)
+    );
+}
+
+fn latency_header(ours: &str, go: &str) {
+    println!("| what (ms) | {ours} p50 | {ours} p90 | {go} p50 | {go} p90 | ratio of p50 |");
+    println!("|---|---|---|---|---|---|");
+}
+
+async fn bench_handoff(b: &mut Bench) -> Result<()> {
+    b.route_bench_to("go-runc")?;
+    let (router, direct) = b
+        .alternate((ROUTER_HANDLER, NS), (GO_HANDLER, NS))
+        .await?;
+    println!("\n### hand-off: router → containerd-shim-runc-v2 vs containerd-shim-runc-v2 directly ({} pods each)\n", b.iterations);
+    latency_header("router", "direct");
+    print_latency_row("pod start (RunPodSandbox+Create+Start)", &router, &direct);
+    Ok(())
+}
+
+async fn bench_builtin(b: &mut Bench) -> Result<()> {
+    b.route_bench_to("runc")?;
+    let (ours, go) = b
+        .alternate((ROUTER_HANDLER, NS), (GO_HANDLER, NS))
+        .await?;
+    let (mut ctr_ours, mut ctr_go) = (Vec::new(), Vec::new());
+    b.ctr_run_rm("io.containerd.router.v2")?;
+    b.ctr_run_rm("io.containerd.runc.v2")?;
+    for i in 0..b.iterations {
+        if i % 2 == 0 {
+            ctr_ours.push(ms(b.ctr_run_rm("io.containerd.router.v2")?));
+            ctr_go.push(ms(b.ctr_run_rm("io.containerd.runc.v2")?));
+        } else {
+            ctr_go.push(ms(b.ctr_run_rm("io.containerd.runc.v2")?));
+            ctr_ours.push(ms(b.ctr_run_rm("io.containerd.router.v2")?));
+        }
+    }
+    println!("\n### built-in backend (router, runc) vs containerd-shim-runc-v2 ({} runs each)\n", b.iterations);
+    latency_header("built-in", "Go shim");
+    print_latency_row("CRI pod start (RunPodSandbox+Create+Start)", &ours, &go);
+    print_latency_row("`ctr run --rm ... /bin/true`", &ctr_ours, &ctr_go);
+    Ok(())
+}
+
+/// Shim processes of the bench containerd, split into (built-in router daemons, Go runc shims).
+fn shims_by_kind(h: &Containerd) -> (Vec<ProcInfo>, Vec<ProcInfo>) {
+    let is = |p: &ProcInfo, bin: &str| p.cmdline.first().is_some_and(|a| a.ends_with(bin));
+    let all = h.shims();
+    let ours = all
+        .iter()
+        .filter(|p| is(p, "containerd-shim-router-v2"))
+        .cloned()
+        .collect();
+    let go = all
+        .iter()
+        .filter(|p| is(p, "containerd-shim-runc-v2"))
+        .cloned()
+        .collect();
+    (ours, go)
+}
+
+fn memory_table(label: &str, shims: &[ProcInfo]) -> Result<ShimMemory> {
+    let mut rss = Vec::new();
+    let mut dirty = Vec::new();
+    for p in shims {
+        let (r, d) = memory_of(p.pid).with_context(|| format!("{label} shim pid {}", p.pid))?;
+        rss.push(r as f64 / 1024.0);
+        dirty.push(d as f64 / 1024.0);
+    }
+    Ok(ShimMemory {
+        count: shims.len(),
+        rss_median_mib: percentile(&rss, 50.0),
+        dirty_median_mib: percentile(&dirty, 50.0),
+        rss_total_mib: rss.iter().sum(),
+        dirty_total_mib: dirty.iter().sum(),
+    })
+}
+
+fn print_memory(ours: &ShimMemory, go: &ShimMemory) {
+    println!("| shim | shims | RSS median (MiB) | private dirty median (MiB) | RSS total (MiB) | private dirty total (MiB) |");
+    println!("|---|---|---|---|---|---|");
+    for (name, m) in [("built-in (router)", ours), ("containerd-shim-runc-v2", go)] {
+        println!(
+            "| {name} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            m.count, m.rss_median_mib, m.dirty_median_mib, m.rss_total_mib, m.dirty_total_mib
+        );
+    }
+    println!(
+        "\nratio built-in / Go: RSS median {:.3}, private dirty median {:.3}",
+        ratio(ours.rss_median_mib, go.rss_median_mib),
+        ratio(ours.dirty_median_mib, go.dirty_median_mib)
+    );
+}
+
+async fn bench_memory(b: &mut Bench, pods: usize) -> Result<()> {
+    b.route_bench_to("runc")?;
+    let mut held = Vec::new();
+    for i in 0..pods {
+        let order = if i % 2 == 0 {
+            [ROUTER_HANDLER, GO_HANDLER]
+        } else {
+            [GO_HANDLER, ROUTER_HANDLER]
+        };
+        for handler in order {
+            held.push(b.pod_start(handler, NS).await?.1);
+        }
+    }
+    // Let both sides settle (Go's runtime grows then trims; ours is steady).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ours, go) = shims_by_kind(&b.h);
+    if ours.len() != pods || go.len() != pods {
+        bail!(
+            "expected {pods} shims of each kind, found {} built-in and {} Go",
+            ours.len(),
+            go.len()
+        );
+    }
+    let m_ours = memory_table("built-in", &ours)?;
+    let m_go = memory_table("Go", &go)?;
+    println!("\n### memory: {pods} pods held on each side (one sleeping container each)\n");
+    print_memory(&m_ours, &m_go);
+    for pod in held {
+        b.remove(&pod).await?;
+    }
+    Ok(())
+}
+
+/// Starts `total` pods with `in_flight` at once; returns each pod's start latency and the pod ids.
+async fn start_many(b: &mut Bench, handler: &str, total: usize, in_flight: usize) -> Result<(Vec<f64>, Vec<String>)> {
+    let mut names = Vec::new();
+    for _ in 0..total {
+        names.push(b.next_name("scale"));
+    }
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in names {
+        let sem = sem.clone();
+        let cri = b.cri.clone();
+        let pod = b.h.pod(NS, &name).host_network(true);
+        let handler = handler.to_string();
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await?;
+            let sandbox = pod.build();
+            let container = ContainerSpec::new("main")
+                .in_pod(&pod)
+                .command(["sleep", "3600"])
+                .build();
+            let t0 = Instant::now();
+            let id = cri.run_pod_with_handler(&sandbox, &handler).await?;
+            cri.run_container(&id, &sandbox, &container).await?;
+            anyhow::Ok((ms(t0.elapsed()), id))
+        });
+    }
+    let (mut lat, mut ids) = (Vec::new(), Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        let (t, id) = r.context("join pod start")??;
+        lat.push(t);
+        ids.push(id);
+    }
+    Ok((lat, ids))
+}
+
+async fn bench_scale(b: &mut Bench, total: usize, in_flight: usize) -> Result<()> {
+    b.route_bench_to("runc")?;
+    println!("\n### scale: {total} pods, {in_flight} in flight, all held, per side\n");
+    println!("| shim | p50 start (ms) | p99 start (ms) | wall time (s) | shims | total shim RSS (MiB) | total shim private dirty (MiB) |");
+    println!("|---|---|---|---|---|---|---|");
+    for (label, handler) in [("built-in (router)", ROUTER_HANDLER), ("containerd-shim-runc-v2", GO_HANDLER)] {
+        let t0 = Instant::now();
+        let (lat, ids) = start_many(b, handler, total, in_flight).await?;
+        let wall = t0.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (ours, go) = shims_by_kind(&b.h);
+        let shims = if handler == ROUTER_HANDLER { ours } else { go };
+        let m = memory_table(label, &shims)?;
+        println!(
+            "| {label} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} |",
+            percentile(&lat, 50.0),
+            percentile(&lat, 99.0),
+            wall,
+            m.count,
+            m.rss_total_mib,
+            m.dirty_total_mib
+        );
+        for id in ids {
+            b.remove(&id).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn bench_gvisor(b: &mut Bench) -> Result<()> {
+    b.route_bench_to("runc")?;
+    b.host_network = false;
+    let result = b
+        .alternate((ROUTER_HANDLER, NS_GVISOR), (ROUTER_HANDLER, NS))
+        .await;
+    b.host_network = true;
+    let (gvisor, runc) = result?;
+    println!("\n### gVisor tier (built-in backend, runsc) vs runc tier (built-in backend, runc) ({} pods each)\n", b.iterations);
+    latency_header("gVisor", "runc");
+    print_latency_row("pod start (RunPodSandbox+Create+Start)", &gvisor, &runc);
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let mut modes = Vec::new();
+    let mut iterations = 20usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--iterations" => {
+                let v = args.next().context("--iterations needs a number")?;
+                iterations = v.parse().with_context(|| format!("--iterations `{v}`"))?;
+            }
+            // cargo bench passes --bench to every bench target.
+            "--bench" => {}
+            "handoff" | "builtin" | "memory" | "scale" | "gvisor" => modes.push(a),
+            "all" => modes.extend(["handoff", "builtin", "memory", "scale", "gvisor"].map(String::from)),
+            other => bail!("unknown argument `{other}` (modes: handoff builtin memory scale gvisor all; --iterations N)"),
+        }
+    }
+    if modes.is_empty() {
+        modes.extend(["handoff", "builtin", "memory", "scale", "gvisor"].map(String::from));
+    }
+    let mut b = Bench::start(iterations).await?;
+    println!(
+        "containerd {} — side-by-side, alternating; host: {} cores",
+        b.cri.version().await.map(|v| v.1).unwrap_or_default(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    let mut result = Ok(());
+    for mode in &modes {
+        let r = match mode.as_str() {
+            "handoff" => bench_handoff(&mut b).await,
+            "builtin" => bench_builtin(&mut b).await,
+            "memory" => bench_memory(&mut b, 20).await,
+            "scale" => bench_scale(&mut b, 50, 8).await,
+            "gvisor" => bench_gvisor(&mut b).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            eprintln!("{mode}: {e:#}\n--- containerd log tail ---\n{}", b.h.log_tail());
+            result = Err(e);
+            break;
+        }
+    }
+    b.cri.remove_all_pods().await;
+    b.h.shutdown().await.context("shut the bench containerd down")?;
+    result
+}
