@@ -14,6 +14,10 @@ mod ociruntime;
 mod oom;
 mod reaper;
 mod rootfs;
+// runsc (gVisor) rules, owned by epsilon: see docs/gvisor.md "Integration". The allow goes
+// once the daemon calls every piece.
+#[allow(dead_code)]
+mod runsc;
 pub(crate) mod stats;
 mod stdio;
 mod task;

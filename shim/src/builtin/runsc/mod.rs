@@ -9,6 +9,7 @@
 //!   sandbox pid, whose SIGCHLD says nothing about the container).
 //! - [`cli`]: the runsc-only invocations: `wait`, `state`, `kill --pid` for exec'd processes,
 //!   the `--internal-pid-file` argument of `exec`.
+//! - [`glue`]: [`glue::RunscRules`], the above in the daemon's types (its reaper, its errors).
 //!
 //! This module owns no daemon state: the daemon calls in at create/start/exec/kill (see
 //! "Integration" in `docs/gvisor.md`).
@@ -16,6 +17,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod detect;
+pub mod glue;
 pub mod wait;
 
 #[cfg(test)]
@@ -24,9 +26,6 @@ mod testbundle;
 mod tests;
 
 pub use bundle::Role;
-pub use cli::{Reap, Runsc};
-pub use detect::{check_platform, is_runsc};
-pub use wait::{ExitReport, ExitSource, WaitOutcome};
 
 use std::path::PathBuf;
 

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use super::cli::{self, Runsc};
 use super::testbundle::Pod;
-use super::{cli, wait, ExitSource, Role, Runsc, KILLED_WITH_SANDBOX};
+use super::wait::{self, ExitSource};
+use super::{Role, KILLED_WITH_SANDBOX};
 
 /// The recommended `runtime_args` for this host (see docs/gvisor.md).
 const ARGS: &[&str] = &["--platform=ptrace", "--network=host"];
