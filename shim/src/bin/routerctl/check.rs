@@ -1,0 +1,248 @@
+//! `routerctl check`: validate a policy, print its tables and the host's tiers, and report how
+//! containerd's config routes pods.
+
+use std::path::Path;
+
+use router_config::{BackendKind, Isolation, Policy};
+
+use crate::args::CheckArgs;
+use crate::containerd;
+use crate::host;
+
+/// Prints rows with columns padded to the widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        println!("  {}", s.trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".to_string()
+    } else {
+        v.join(",")
+    }
+}
+
+pub fn run(a: &CheckArgs) -> u8 {
+    let path = router_config::policy_path(a.policy.as_deref());
+    let policy = match std::fs::read_to_string(&path) {
+        Ok(text) => match router_config::parse(&text, &path) {
+            Ok(p) => p,
+            Err(e) => {
+                let d = e.diagnostics();
+                if d.is_empty() {
+                    eprintln!("error: {e}");
+                } else {
+                    for x in d {
+                        eprintln!("error: {x}");
+                    }
+                }
+                eprintln!(
+                    "policy {} is invalid: the router refuses every pod until it is fixed",
+                    path.display()
+                );
+                return 1;
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.policy.is_none() => {
+            println!(
+                "no policy at {}: the embedded default applies",
+                path.display()
+            );
+            router_config::embedded_default()
+        }
+        Err(e) => {
+            eprintln!("error: {}: cannot read policy: {e}", path.display());
+            return 1;
+        }
+    };
+    let mut failed = false;
+    println!("policy {} is valid ({})", policy.source, policy.digest);
+    print_policy(&policy);
+    let tiers = host::tiers();
+    println!("\nhost tiers:");
+    for (tier, ok, why) in &tiers {
+        println!("  {tier:<9} {}  {why}", if *ok { "yes" } else { "no " });
+    }
+    for w in backend_warnings(&policy, &tiers) {
+        println!("warning: {w}");
+    }
+    if let Some(cc) = &a.containerd_config {
+        failed |= check_containerd(cc, &policy);
+    }
+    u8::from(failed)
+}
+
+fn print_policy(p: &Policy) {
+    println!("\nbackends:");
+    let rows: Vec<Vec<String>> = p
+        .backends
+        .values()
+        .map(|b| {
+            let (target, extra) = match &b.kind {
+                BackendKind::Builtin {
+                    runtime,
+                    runtime_args,
+                } => (runtime.display().to_string(), list(runtime_args)),
+                BackendKind::Shim { binary, env } => (
+                    binary.clone(),
+                    list(
+                        &env.iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>(),
+                    ),
+                ),
+            };
+            vec![
+                b.name.clone(),
+                b.kind.as_str().to_string(),
+                b.isolation.to_string(),
+                target,
+                extra,
+            ]
+        })
+        .collect();
+    print_table(
+        &["NAME", "KIND", "ISOLATION", "RUNTIME/BINARY", "ARGS/ENV"],
+        &rows,
+    );
+    println!("\ntenants:");
+    let rows: Vec<Vec<String>> = p
+        .tenants
+        .values()
+        .map(|t| {
+            let name = if t.name == p.default_tenant {
+                format!("{} (default)", t.name)
+            } else {
+                t.name.clone()
+            };
+            let iso = p
+                .backends
+                .get(&t.backend)
+                .map(|b| b.isolation.to_string())
+                .unwrap_or_default();
+            vec![
+                name,
+                t.backend.clone(),
+                iso,
+                list(&t.namespaces),
+                list(&t.containerd_namespaces),
+                list(&t.deny.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
+                list(&t.allow_annotations),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TENANT",
+            "BACKEND",
+            "ISOLATION",
+            "NAMESPACES",
+            "CONTAINERD_NS",
+            "DENY",
+            "ALLOW_ANNOTATIONS",
+        ],
+        &rows,
+    );
+    println!("\nallowed_host_paths: {}", list(&p.allowed_host_paths));
+    match &p.audit_log {
+        Some(a) => println!("audit_log: {}", a.display()),
+        None => println!("audit_log: (none)"),
+    }
+}
+
+fn backend_warnings(p: &Policy, tiers: &[(String, bool, String)]) -> Vec<String> {
+    let offered = |iso: Isolation| tiers.iter().any(|(t, ok, _)| *ok && t == iso.as_str());
+    let mut out = Vec::new();
+    for b in p.backends.values() {
+        let prog = match &b.kind {
+            BackendKind::Builtin { runtime, .. } => runtime.display().to_string(),
+            BackendKind::Shim { binary, .. } => binary.clone(),
+        };
+        if host::find_program(&prog).is_none() {
+            out.push(format!(
+                "backend `{}`: `{prog}` not found (absolute path or PATH): pods routed there are refused",
+                b.name
+            ));
+        }
+        if !offered(b.isolation) {
+            out.push(format!(
+                "backend `{}` needs the {} tier, which this host does not offer",
+                b.name, b.isolation
+            ));
+        }
+    }
+    out
+}
+
+fn check_containerd(path: &Path, policy: &Policy) -> bool {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "error: {}: cannot read containerd config: {e}",
+                path.display()
+            );
+            return true;
+        }
+    };
+    let r = match containerd::analyse(&text, policy) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return true;
+        }
+    };
+    println!(
+        "\ncontainerd config {} (plugin {}):",
+        path.display(),
+        r.plugin
+    );
+    let rows: Vec<Vec<String>> = r
+        .handlers
+        .iter()
+        .map(|h| {
+            vec![
+                h.name.clone(),
+                h.runtime_type.clone(),
+                if h.is_router { "router" } else { "BYPASS" }.to_string(),
+                list(&h.pod_annotations),
+            ]
+        })
+        .collect();
+    print_table(
+        &["HANDLER", "RUNTIME_TYPE", "ROLE", "POD_ANNOTATIONS"],
+        &rows,
+    );
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+    for e in &r.errors {
+        eprintln!("error: {e}");
+    }
+    if r.errors.is_empty() {
+        println!("every pod goes through the router");
+    }
+    !r.errors.is_empty()
+}

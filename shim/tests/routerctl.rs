@@ -1,0 +1,321 @@
+//! Runs the built `routerctl` binary: check (policy, containerd config) and explain (allowed,
+//! refused, traps), with exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const POLICY: &str = r#"version = 1
+default_tenant = "untrusted"
+allowed_host_paths = ["/var/lib/kubelet/pods/", "/var/lib/containerd/", "/run/containerd/"]
+
+[backends.runc]
+kind = "builtin"
+runtime = "/usr/sbin/runc"
+isolation = "container"
+
+[backends.kata]
+kind = "shim"
+binary = "containerd-shim-kata-v2"
+isolation = "vm"
+
+[tenants.provider]
+namespaces = ["kube-system", "sdewan-*"]
+containerd_namespaces = ["infra"]
+backend = "runc"
+
+[tenants.untrusted]
+backend = "kata"
+deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations"]
+allow_annotations = ["io.katacontainers.config.hypervisor.default_memory"]
+"#;
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")))
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        p
+    }
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+fn routerctl(args: &[&str]) -> (i32, String, String) {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_routerctl"))
+        .args(args)
+        // keep the policy cache inside the test's reach: disabled
+        .env("RUNTIME_ROUTER_CACHE_DIR", "")
+        .env_remove("RUNTIME_ROUTER_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("run routerctl: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_valid_policy_prints_tables() {
+    let d = Dir::new();
+    let p = d.write("policy.toml", POLICY);
+    let (code, out, err) = routerctl(&["check", &p.to_string_lossy()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("backends:") && out.contains("tenants:"),
+        "{out}"
+    );
+    assert!(out.contains("untrusted (default)"), "{out}");
+    assert!(out.contains("host tiers:"), "{out}");
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("provider")
+            && l.contains("runc")
+            && l.contains("sdewan-*")),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_invalid_policy_names_file_line_and_field() {
+    let d = Dir::new();
+    let p = d.write(
+        "policy.toml",
+        &POLICY.replace("backend = \"kata\"", "backend = \"kata2\""),
+    );
+    let (code, out, err) = routerctl(&["check", &p.to_string_lossy()]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let want = format!(
+        "{}:21:11: tenants.untrusted.backend: unknown backend `kata2`",
+        p.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    // unknown keys too
+    let p = d.write(
+        "policy2.toml",
+        &POLICY.replace(
+            "isolation = \"vm\"",
+            "isolation = \"vm\"\nisolaton = \"vm\"",
+        ),
+    );
+    let (code, _, err) = routerctl(&["check", &p.to_string_lossy()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("backends.kata.isolaton: unknown field `isolaton`"),
+        "{err}"
+    );
+    // a named file that does not exist is an error, not the embedded default
+    let (code, _, err) = routerctl(&["check", &d.path().join("missing.toml").to_string_lossy()]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn check_containerd_config_reports_bypasses() {
+    let d = Dir::new();
+    let p = d.write("policy.toml", POLICY);
+    let bad = d.write(
+        "bad.toml",
+        r#"version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "router"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.router]
+  runtime_type = "io.containerd.router.v2"
+  pod_annotations = ["runtime-router.io/*"]
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]
+  runtime_type = "io.containerd.kata.v2"
+"#,
+    );
+    let (code, out, err) = routerctl(&[
+        "check",
+        &p.to_string_lossy(),
+        "--containerd-config",
+        &bad.to_string_lossy(),
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("handler `kata`") && err.contains("bypasses the router"),
+        "{err}"
+    );
+    assert!(out.contains("BYPASS"), "{out}");
+    assert!(
+        out.contains("default_memory"),
+        "allow_annotations not passed should warn: {out}"
+    );
+
+    let good = d.write(
+        "good.toml",
+        r#"version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "router"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.router]
+  runtime_type = "io.containerd.router.v2"
+  pod_annotations = ["runtime-router.io/*", "io.katacontainers.config.hypervisor.default_memory"]
+"#,
+    );
+    let (code, out, err) = routerctl(&[
+        "check",
+        &p.to_string_lossy(),
+        "--containerd-config",
+        &good.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("every pod goes through the router"), "{out}");
+}
+
+#[test]
+fn explain_allowed_and_refused() {
+    let d = Dir::new();
+    let p = d.write("policy.toml", POLICY);
+    let p = p.to_string_lossy();
+    let (code, out, err) = routerctl(&["explain", "--config", &p, "--namespace", "sdewan-a"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("tenant:    provider")
+            && out.contains("backend:   runc")
+            && out.contains("isolation: container"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tenants.provider.namespaces[sdewan-*]"),
+        "{out}"
+    );
+
+    // raise-only override: weaker is refused with a non-zero exit
+    let (code, out, err) = routerctl(&[
+        "explain",
+        "--config",
+        &p,
+        "--namespace",
+        "web",
+        "--annotation",
+        "runtime-router.io/backend=runc",
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("decision:  refused") && out.contains("rule:      override"),
+        "{out}"
+    );
+    assert!(err.contains("runtime-router refused"), "{err}");
+    // unknown backend is refused naming it
+    let (code, out, _) = routerctl(&[
+        "explain",
+        "--config",
+        &p,
+        "--namespace",
+        "kube-system",
+        "--annotation",
+        "runtime-router.io/backend=kata2",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("`kata2`"), "{out}");
+    // runtime annotations outside allow_annotations
+    let (code, out, _) = routerctl(&[
+        "explain",
+        "--config",
+        &p,
+        "--namespace",
+        "web",
+        "--annotation",
+        "io.katacontainers.config.runtime.disable_guest_seccomp=true",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("deny:runtime-annotations"), "{out}");
+}
+
+#[test]
+fn explain_traps_do_not_grant_trust() {
+    let d = Dir::new();
+    let p = d.write("policy.toml", POLICY);
+    let p = p.to_string_lossy();
+    let (code, out, err) = routerctl(&[
+        "explain",
+        "--config",
+        &p,
+        "--namespace",
+        "web",
+        "--annotation",
+        "io.kubernetes.cri.sandbox-namespace=kube-system",
+        "--annotation",
+        "io.kubernetes.cri.untrusted-workload=false",
+        "--label",
+        "trusted=true",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("tenant:    untrusted") && out.contains("isolation: vm"),
+        "{out}"
+    );
+    assert!(out.contains("label trusted=true ignored"), "{out}");
+}
+
+#[test]
+fn explain_bundle_and_ctr_tasks() {
+    let d = Dir::new();
+    let p = d.write("policy.toml", POLICY);
+    let p = p.to_string_lossy();
+    let spec = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},
+      "annotations":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"s1","io.kubernetes.cri.sandbox-namespace":"web"},
+      "linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"mount"}]}}"#;
+    d.write("bundle/config.json", spec);
+    let bundle = d.path().join("bundle");
+    let (code, out, _) = routerctl(&[
+        "explain",
+        "--config",
+        &p,
+        "--bundle",
+        &bundle.to_string_lossy(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("deny:host-network") && out.contains("linux.namespaces[network]"),
+        "{out}"
+    );
+
+    let (code, out, err) =
+        routerctl(&["explain", "--config", &p, "--containerd-namespace", "infra"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("tenants.provider.containerd_namespaces[infra]"),
+        "{out}"
+    );
+    let (code, out, _) = routerctl(&[
+        "explain",
+        "--config",
+        &p,
+        "--containerd-namespace",
+        "default",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("tenant:    untrusted"), "{out}");
+}
+
+#[test]
+fn explain_with_broken_policy_refuses_and_bad_usage_exits_2() {
+    let d = Dir::new();
+    let p = d.write("policy.toml", "version = 1\nnope = 1\n");
+    let (code, out, err) = routerctl(&[
+        "explain",
+        "--config",
+        &p.to_string_lossy(),
+        "--namespace",
+        "kube-system",
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("policy.toml:2:1: nope: unknown field `nope`"),
+        "{err}"
+    );
+    let (code, _, err) = routerctl(&["explain", "--annotation", "novalue"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = routerctl(&["frobnicate"]);
+    assert_eq!(code, 2);
+    let (code, _, _) = routerctl(&[]);
+    assert_eq!(code, 2);
+}
