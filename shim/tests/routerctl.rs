@@ -319,3 +319,24 @@ fn explain_with_broken_policy_refuses_and_bad_usage_exits_2() {
     let (code, _, _) = routerctl(&[]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn deploy_artefacts_check_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("deploy");
+    let policy = root.join("runtime-router.toml");
+    let cc = root.join("containerd-config.toml");
+    let (code, out, err) = routerctl(&[
+        "check",
+        &policy.to_string_lossy(),
+        "--containerd-config",
+        &cc.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("every pod goes through the router"), "{out}");
+    assert!(
+        !out.contains("do not let"),
+        "pod_annotations must pass what the policy expects: {out}"
+    );
+}
