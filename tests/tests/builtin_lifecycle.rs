@@ -67,6 +67,10 @@ async fn pod_with_two_containers_on_one_daemon_logs_exec_exit_codes_stats() -> R
         ensure!(cpu > 0, "cpu usage is zero: {stats:?}");
         ensure!(mem > 0, "memory working set is zero: {stats:?}");
 
+        // Reported, not asserted (memory targets belong to the benchmarks).
+        if let Ok((rss, private)) = memory_kib(daemon) {
+            eprintln!("pod daemon {daemon}: Rss {rss} KiB, Private {private} KiB (2 containers)");
+        }
         // A second container of the same pod: same daemon, its own exit code.
         let short = ContainerSpec::new("short")
             .in_pod(&pod)

@@ -102,3 +102,55 @@ async fn containerd_restart_keeps_pods_then_they_stop_and_remove_cleanly() -> Re
 async fn containerd_crash_keeps_pods_then_they_stop_and_remove_cleanly() -> Result<()> {
     restart_case(true).await
 }
+
+/// The pod daemon is killed: containerd runs the router's `delete` for each of the pod's tasks,
+/// which force-deletes the containers through runc; CRI sees them exited, and the pod is then
+/// removed with nothing left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_daemon_is_cleaned_up_by_delete() -> Result<()> {
+    let h = start().await?;
+    let result = async {
+        let cri = h.cri();
+        let pod = h.pod("kube-system", "builtin-killed");
+        let cfg = pod.build();
+        let pod_id = cri.run_pod(&cfg).await?;
+        let daemon = pod_daemon(&cri, &pod_id).await?;
+        let c = ContainerSpec::new("victim")
+            .in_pod(&pod)
+            .shell("echo up; exec sleep 3600");
+        let cid = cri.run_container(&pod_id, &cfg, &c.build()).await?;
+        cri.wait_log_contains(&cid, "up", LONG).await?;
+        let c_pid = cri.container_pid(&cid).await?;
+        let pause = cri.pod_pid(&pod_id).await?;
+        let killed = procs::kill_all(&[daemon], LONG);
+        ensure!(killed.is_empty(), "daemon {daemon} survived SIGKILL");
+        let code = cri.wait_container_exit(&cid, LONG).await?;
+        // containerd 1.6's CRI reports 255 when its Wait on the dead shim fails (as with the Go
+        // shim); the exit event from the cleanup says 137.
+        ensure!(
+            code == 137 || code == 255,
+            "container exit code after its shim died: {code}"
+        );
+        ensure!(
+            wait_gone(c_pid, LONG).await,
+            "container {c_pid} still running"
+        );
+        ensure!(wait_gone(pause, LONG).await, "pause {pause} still running");
+        cri.remove_container(&cid).await?;
+        cri.stop_pod(&pod_id).await?;
+        cri.remove_pod(&pod_id).await?;
+        let root = std::path::Path::new("/run/runtime-router/runc/k8s.io");
+        for id in [&cid, &pod_id] {
+            ensure!(
+                !root.join(id).exists(),
+                "runc state of {id} left in {}",
+                root.display()
+            );
+        }
+        Ok(())
+    }
+    .await;
+    let result = result.map_err(|e| e.context(format!("containerd log:\n{}", h.log_tail())));
+    h.shutdown().await?;
+    result
+}

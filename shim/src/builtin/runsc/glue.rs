@@ -68,21 +68,21 @@ impl RunscRules {
     /// shape: `pid` is what the daemon reports for it (the sandbox pid from its pid file).
     /// Dropping the receiver stops the retries.
     pub fn watch_exit(&self, id: &str, pid: i32) -> oneshot::Receiver<Exit> {
-        let (tx, rx) = oneshot::channel();
-        let runsc = self.runsc.clone();
+        let (mut tx, rx) = oneshot::channel();
+        let exited = wait::watch(self.runsc.clone(), id.to_owned());
         let id = id.to_owned();
         tokio::spawn(async move {
-            let Some(r) = wait::exit_of(&runsc, &id, || tx.is_closed()).await else {
-                return;
-            };
-            if let wait::ExitSource::SandboxGone(reason) = &r.source {
-                log::info!("{id}: sandbox gone ({reason}): exit {}", r.status);
+            tokio::select! {
+                r = exited => {
+                    let Ok(r) = r else { return };
+                    if let wait::ExitSource::SandboxGone(reason) = &r.source {
+                        log::info!("{id}: sandbox gone ({reason}): exit {}", r.status);
+                    }
+                    let _ = tx.send(Exit { pid, status: r.status, at: r.at });
+                }
+                // Nobody waits any more: dropping `exited` stops the watcher's retries.
+                _ = tx.closed() => {}
             }
-            let _ = tx.send(Exit {
-                pid,
-                status: r.status,
-                at: r.at,
-            });
         });
         rx
     }

@@ -93,7 +93,7 @@ pub struct ExitReport {
 /// Learn container `id`'s exit. Call after `runsc start ID` succeeded (a wait started before
 /// can fail). Retries, with a growing pause, while runsc cannot wait but says the container is
 /// still running; stops when the receiver is dropped.
-pub async fn exit_of(runsc: &Runsc, id: &str, cancelled: impl Fn() -> bool) -> Option<ExitReport> {
+async fn exit_of(runsc: &Runsc, id: &str, cancelled: impl Fn() -> bool) -> Option<ExitReport> {
     let mut pause = RETRY_FIRST;
     loop {
         let reason = match runsc.wait(id).await {
