@@ -16,6 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::launch::READY_LINE;
 use super::ociruntime::OciRuntime;
 use super::reaper::reaper;
+use super::runsc::glue::RunscRules;
 use super::task::{Inner, TaskService};
 use super::{ensure_namespace, runtime_root, BuiltinBackend, BuiltinError};
 use super::{ENV_RUNTIME, ENV_RUNTIME_ARGS};
@@ -116,7 +117,8 @@ async fn serve(
         source: e,
     })?;
     let runtime = OciRuntime::new(&backend.runtime, &root, &backend.runtime_args);
-    let inner = Inner::new(args.namespace.clone(), runtime, publisher);
+    let runsc = RunscRules::for_backend(&backend, &root);
+    let inner = Inner::new(args.namespace.clone(), runtime, runsc, publisher);
     let service = Arc::new(TaskService(inner.clone()));
 
     let path = PathBuf::from(socket.strip_prefix("unix://").unwrap_or(&socket));

@@ -61,6 +61,10 @@ pub fn start(
         write_address(bundle, &address)?;
         return Ok(address);
     }
+    if super::runsc::detect::is_runsc(&backend.runtime) {
+        super::runsc::detect::check_platform(&backend.runtime, &backend.runtime_args)
+            .map_err(|e| BuiltinError::Invocation(e.to_string()))?;
+    }
     let address = daemon_address(args, &args.id);
     let path = socket_path(&address);
     if UnixStream::connect(&path).is_ok() {

@@ -14,9 +14,7 @@ mod ociruntime;
 mod oom;
 mod reaper;
 mod rootfs;
-// runsc (gVisor) rules, owned by epsilon: see docs/gvisor.md "Integration". The allow goes
-// once the daemon calls every piece.
-#[allow(dead_code)]
+// runsc (gVisor) rules, owned by epsilon: see docs/gvisor.md "Integration".
 mod runsc;
 pub(crate) mod stats;
 mod stdio;

@@ -150,13 +150,30 @@ impl OciRuntime {
         self.run(cmd, "start", None, Some(log)).await.map(drop)
     }
 
-    /// `exec --detach --process SPEC --pid-file P [--console-socket S] ID`.
+    /// `start ID` with the container's stdio and no capture: runsc gives a container joining a
+    /// sandbox the stdio of `start` and keeps it, so reading it to its end would never finish.
+    pub async fn start_with_stdio(
+        &self,
+        id: &str,
+        stdio: ProcStdio,
+        log: &Path,
+    ) -> Result<(), BuiltinError> {
+        let mut cmd = self.command(Some(log));
+        cmd.args(["start", id]);
+        self.run(cmd, "start", Some(stdio), Some(log))
+            .await
+            .map(drop)
+    }
+
+    /// `exec --detach --process SPEC --pid-file P [--console-socket S] [EXTRA...] ID`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn exec(
         &self,
         id: &str,
         spec: &Path,
         pid_file: &Path,
         console_socket: Option<&Path>,
+        extra: &[OsString],
         stdio: ProcStdio,
         log: &Path,
     ) -> Result<(), BuiltinError> {
@@ -168,6 +185,7 @@ impl OciRuntime {
         if let Some(s) = console_socket {
             cmd.arg("--console-socket").arg(s);
         }
+        cmd.args(extra);
         cmd.arg(id);
         self.run(cmd, "exec", Some(stdio), Some(log))
             .await

@@ -44,8 +44,10 @@ pub fn memory_cgroup_from(text: &str) -> Option<MemoryCgroup> {
     None
 }
 
-/// Watch `pid`'s memory cgroup for OOM kills until `stop` fires or the cgroup goes away.
-pub fn watch(pid: i32, stop: oneshot::Receiver<()>, on_oom: impl Fn() + Send + 'static) {
+/// Watch `pid`'s memory cgroup for OOM kills until `stop` fires or the cgroup goes away
+/// (`None`: nothing to watch).
+pub fn watch(pid: Option<i32>, stop: oneshot::Receiver<()>, on_oom: impl Fn() + Send + 'static) {
+    let Some(pid) = pid else { return };
     let text = match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
         Ok(t) => t,
         Err(e) => {

@@ -31,6 +31,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::ociruntime::{read_pid_file, OciRuntime};
 use super::reaper::{reaper, Exit};
+use super::runsc::glue::RunscRules;
 use super::stdio::{self, IoHandles, IoPaths};
 use super::{oom, rootfs, stats, BuiltinError};
 
@@ -60,6 +61,8 @@ struct Proc {
     exit: watch::Sender<Option<ExitInfo>>,
     /// An exec's process spec (JSON) until it is started.
     spec: Option<Vec<u8>>,
+    /// runsc: an exec's pid inside the sandbox (its host pid is a `runsc-exec` helper).
+    internal_pid: Option<i32>,
 }
 
 impl Proc {
@@ -71,6 +74,7 @@ impl Proc {
             handles: IoHandles::default(),
             exit: watch::channel(None).0,
             spec: None,
+            internal_pid: None,
         }
     }
 
@@ -87,12 +91,16 @@ struct Container {
     paused: bool,
     kill_all_on_exit: bool,
     oom_stop: Option<oneshot::Sender<()>>,
+    /// runsc: a container joining its pod's sandbox (shares the sandbox pid; its stdio is given
+    /// at start; its exit comes from `runsc wait`).
+    joined: bool,
 }
 
 /// The daemon's state and collaborators.
 pub struct Inner {
     namespace: String,
     runtime: OciRuntime,
+    runsc: Option<RunscRules>,
     publisher: RemotePublisher,
     containers: Mutex<HashMap<String, Container>>,
     cgroup_v2: bool,
@@ -167,10 +175,16 @@ fn shares_pid_namespace(bundle: &Path) -> bool {
 }
 
 impl Inner {
-    pub fn new(namespace: String, runtime: OciRuntime, publisher: RemotePublisher) -> Arc<Self> {
+    pub fn new(
+        namespace: String,
+        runtime: OciRuntime,
+        runsc: Option<RunscRules>,
+        publisher: RemotePublisher,
+    ) -> Arc<Self> {
         Arc::new(Self {
             namespace,
             runtime,
+            runsc,
             publisher,
             containers: Mutex::new(HashMap::new()),
             cgroup_v2: stats::host_is_cgroup_v2(),
@@ -321,14 +335,20 @@ impl Inner {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        match self.create_container(&id, &bundle, &io).await {
+        let joined = self.runsc.is_some() && RunscRules::joins_sandbox(&bundle);
+        match self.create_container(&id, &bundle, &io, joined).await {
             Ok((pid, handles)) => {
                 let output_done = {
                     let mut map = self.lock();
                     let mut init = Proc::new(io.clone());
                     init.pid = pid;
                     init.handles = handles;
-                    let output_done = init.handles.output_done.take();
+                    // A joined runsc container's exit is watched from its start.
+                    let output_done = if joined {
+                        None
+                    } else {
+                        init.handles.output_done.take()
+                    };
                     let (oom_tx, oom_rx) = oneshot::channel();
                     map.insert(
                         id.clone(),
@@ -340,11 +360,14 @@ impl Inner {
                             paused: false,
                             kill_all_on_exit: shares_pid_namespace(&bundle),
                             oom_stop: Some(oom_tx),
+                            joined,
                         },
                     );
                     let me = self.clone();
                     let cid = id.clone();
-                    oom::watch(pid, oom_rx, move || {
+                    // A joined container's pid is the sandbox's: its cgroup is not its own.
+                    let oom_pid = if joined { None } else { Some(pid) };
+                    oom::watch(oom_pid, oom_rx, move || {
                         let me = me.clone();
                         let cid = cid.clone();
                         log::info!("{cid}: OOM");
@@ -358,12 +381,14 @@ impl Inner {
                     });
                     output_done
                 };
-                self.watch_exit(
-                    id.clone(),
-                    String::new(),
-                    reaper().subscribe(pid),
-                    output_done,
-                );
+                if !joined {
+                    self.watch_exit(
+                        id.clone(),
+                        String::new(),
+                        reaper().subscribe(pid),
+                        output_done,
+                    );
+                }
                 self.publish(TaskCreate {
                     container_id: id,
                     bundle: req.bundle.clone(),
@@ -403,6 +428,7 @@ impl Inner {
         id: &str,
         bundle: &Path,
         io: &IoPaths,
+        joined: bool,
     ) -> Result<(i32, IoHandles), BuiltinError> {
         let pid_file = bundle.join("init.pid");
         let log = Self::log_path(bundle);
@@ -426,6 +452,12 @@ impl Inner {
             })??;
             let handles = stdio::attach_console(master, io)?;
             Ok((read_pid_file(&pid_file)?, handles))
+        } else if joined {
+            // runsc takes a joining container's stdio at `start`.
+            self.runtime
+                .create(id, bundle, &pid_file, None, Default::default(), &log)
+                .await?;
+            Ok((read_pid_file(&pid_file)?, IoHandles::default()))
         } else {
             let (procio, handles) = stdio::plain(io)?;
             self.runtime
@@ -437,7 +469,7 @@ impl Inner {
 
     async fn start(self: &Arc<Self>, req: StartRequest) -> ttrpc::Result<StartResponse> {
         if req.exec_id.is_empty() {
-            let (pid, log) = {
+            let (pid, log, joined, io) = {
                 let map = self.lock();
                 let c = map.get(&req.id).ok_or_else(|| not_found(&req.id))?;
                 if c.init.state != PState::Created {
@@ -446,12 +478,37 @@ impl Inner {
                         format!("container {} is not in the created state", req.id),
                     ));
                 }
-                (c.init.pid, Self::log_path(&c.bundle))
+                (
+                    c.init.pid,
+                    Self::log_path(&c.bundle),
+                    c.joined,
+                    c.init.io.clone(),
+                )
             };
-            self.runtime.start(&req.id, &log).await?;
+            let mut stdin_close = None;
+            if joined && !io.terminal {
+                let (procio, handles) = stdio::plain(&io)?;
+                stdin_close = handles.stdin_close;
+                self.runtime.start_with_stdio(&req.id, procio, &log).await?;
+            } else {
+                self.runtime.start(&req.id, &log).await?;
+            }
+            let mut output_done = None;
             if let Some(c) = self.lock().get_mut(&req.id) {
                 if c.init.state == PState::Created {
                     c.init.state = PState::Running;
+                }
+                if stdin_close.is_some() {
+                    c.init.handles.stdin_close = stdin_close;
+                }
+                if joined {
+                    output_done = c.init.handles.output_done.take();
+                }
+            }
+            if joined {
+                if let Some(runsc) = &self.runsc {
+                    let exited = runsc.watch_exit(&req.id, pid);
+                    self.watch_exit(req.id.clone(), String::new(), exited, output_done);
                 }
             }
             self.publish(TaskStart {
@@ -493,6 +550,12 @@ impl Inner {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let spec_path = bundle.join(format!(".exec-{n}.json"));
         let pid_path = bundle.join(format!(".exec-{n}.pid"));
+        let ipid_path = bundle.join(format!(".exec-{n}.ipid"));
+        let extra = if self.runsc.is_some() {
+            RunscRules::exec_args(&ipid_path)
+        } else {
+            Vec::new()
+        };
         let result = async {
             std::fs::write(&spec_path, &spec).map_err(|e| BuiltinError::Io {
                 what: format!("write {}", spec_path.display()),
@@ -506,6 +569,7 @@ impl Inner {
                     &spec_path,
                     &pid_path,
                     Some(console.path()),
+                    &extra,
                     Default::default(),
                     &log,
                 );
@@ -521,16 +585,22 @@ impl Inner {
             } else {
                 let (procio, handles) = stdio::plain(&io)?;
                 self.runtime
-                    .exec(&req.id, &spec_path, &pid_path, None, procio, &log)
+                    .exec(&req.id, &spec_path, &pid_path, None, &extra, procio, &log)
                     .await?;
                 handles
             };
-            Ok::<_, BuiltinError>((read_pid_file(&pid_path)?, handles))
+            let internal = if self.runsc.is_some() {
+                Some(RunscRules::read_internal_pid(&ipid_path)?)
+            } else {
+                None
+            };
+            Ok::<_, BuiltinError>((read_pid_file(&pid_path)?, handles, internal))
         }
         .await;
         let _ = std::fs::remove_file(&spec_path);
         let _ = std::fs::remove_file(&pid_path);
-        let (pid, mut handles) = match result {
+        let _ = std::fs::remove_file(&ipid_path);
+        let (pid, mut handles, internal_pid) = match result {
             Ok(r) => r,
             Err(e) => {
                 // The exec stays in the created state; containerd deletes it.
@@ -555,6 +625,7 @@ impl Inner {
                 p.pid = pid;
                 p.state = PState::Running;
                 p.handles = handles;
+                p.internal_pid = internal_pid;
             }
         }
         self.publish(TaskExecStarted {
@@ -644,7 +715,7 @@ impl Inner {
 
     async fn kill(&self, req: KillRequest) -> ttrpc::Result<Empty> {
         if !req.exec_id.is_empty() {
-            let pid = {
+            let (pid, internal) = {
                 let map = self.lock();
                 let c = map.get(&req.id).ok_or_else(|| not_found(&req.id))?;
                 let p = c
@@ -652,7 +723,7 @@ impl Inner {
                     .get(&req.exec_id)
                     .ok_or_else(|| not_found(&format!("exec {}", req.exec_id)))?;
                 match p.state {
-                    PState::Running => p.pid,
+                    PState::Running => (p.pid, p.internal_pid),
                     PState::Stopped => {
                         return Err(rpc(Code::NOT_FOUND, "process already finished"))
                     }
@@ -661,6 +732,10 @@ impl Inner {
                     }
                 }
             };
+            if let (Some(runsc), Some(internal)) = (&self.runsc, internal) {
+                runsc.kill_exec(&req.id, internal, req.signal).await?;
+                return Ok(Empty::new());
+            }
             crate::sys::send_signal(pid, req.signal)
                 .map_err(|e| rpc(Code::UNKNOWN, format!("kill exec {}: {e}", req.exec_id)))?;
             return Ok(Empty::new());
