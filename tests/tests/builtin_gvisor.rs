@@ -1,0 +1,170 @@
+//! End to end through CRI with an untrusted tenant on the built-in backend driving gVisor's
+//! runsc (`--platform=ptrace --network=host`, the flags this host supports, see docs/gvisor.md):
+//! a pod with two containers in one sandbox, each exiting with its own code; exec-sync inside;
+//! logs; the gVisor kernel seen from inside; stop and remove leave no process.
+
+mod builtin_support;
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use builtin_support::*;
+use router_integration::{procs, ContainerSpec, Containerd, ContainerdOptions};
+
+const POLICY: &str = r#"version = 1
+default_tenant = "untrusted"
+
+[backends.runc]
+kind = "builtin"
+runtime = "/usr/sbin/runc"
+isolation = "container"
+
+[backends.gvisor]
+kind = "builtin"
+runtime = "/usr/bin/runsc"
+runtime_args = ["--platform=ptrace", "--network=host"]
+isolation = "sandbox"
+
+[tenants.provider]
+namespaces = ["kube-system"]
+backend = "runc"
+
+[tenants.untrusted]
+backend = "gvisor"
+deny = ["host-network", "host-pid", "host-ipc", "privileged"]
+"#;
+
+fn sandbox_processes(pod_id: &str) -> Vec<procs::ProcInfo> {
+    procs::list()
+        .into_iter()
+        .filter(|p| {
+            p.cmdline.first().is_some_and(|c| c.contains("runsc"))
+                && p.cmdline.iter().any(|a| a.contains(pod_id))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gvisor_pod_two_containers_exit_codes_exec_logs_cleanup() -> Result<()> {
+    let h = Containerd::start(ContainerdOptions::with_policy(POLICY)).await?;
+    let result = exercise(&h).await;
+    let result = result.map_err(|e| e.context(format!("containerd log:\n{}", h.log_tail())));
+    h.shutdown().await?;
+    result
+}
+
+async fn exercise(h: &Containerd) -> Result<()> {
+    let cri = h.cri();
+    let pod = h.pod("tenant-a", "sandboxed");
+    let cfg = pod.build();
+    let pod_id = cri.run_pod(&cfg).await.context("RunPodSandbox in gVisor")?;
+    let daemon = pod_daemon(&cri, &pod_id).await?;
+
+    let c1 = ContainerSpec::new("one")
+        .in_pod(&pod)
+        .shell("uname -r; dmesg | head -n 1; echo one-ready; sleep 2; exit 3");
+    let c2 = ContainerSpec::new("two")
+        .in_pod(&pod)
+        .shell("echo two-ready; trap 'exit 42' TERM; while true; do sleep 1; done");
+    let id1 = cri
+        .run_container(&pod_id, &cfg, &c1.build())
+        .await
+        .context("run one")?;
+    let id2 = cri
+        .run_container(&pod_id, &cfg, &c2.build())
+        .await
+        .context("run two")?;
+    let logs = cri.wait_log_contains(&id1, "one-ready", LONG).await?;
+    let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    ensure!(
+        !logs.contains(host_release.trim()),
+        "container sees the host kernel {host_release:?}: {logs:?}"
+    );
+    ensure!(
+        logs.contains("gVisor"),
+        "dmesg does not show gVisor: {logs:?}"
+    );
+    cri.wait_log_contains(&id2, "two-ready", LONG).await?;
+
+    let out = cri
+        .exec_sync(&id2, &["sh", "-c", "echo inside; exit 6"], LONG)
+        .await?;
+    ensure!(
+        out.exit_code == 6 && out.stdout.contains("inside"),
+        "exec: {out:?}"
+    );
+
+    ensure!(
+        cri.wait_container_exit(&id1, LONG).await? == 3,
+        "exit code of one"
+    );
+    // The daemon is still serving the pod's other container.
+    ensure!(
+        procs::alive(daemon),
+        "daemon gone after one container exited"
+    );
+    cri.stop_container(&id2, 10).await?;
+    let code2 = cri.wait_container_exit(&id2, LONG).await?;
+    ensure!(code2 == 42, "exit code of two after SIGTERM trap: {code2}");
+
+    cri.remove_container(&id1).await?;
+    cri.remove_container(&id2).await?;
+    cri.stop_pod(&pod_id).await?;
+    cri.remove_pod(&pod_id).await?;
+    ensure!(
+        wait_gone(daemon, LONG).await,
+        "pod daemon {daemon} still running"
+    );
+    let deadline = std::time::Instant::now() + LONG;
+    while !sandbox_processes(&pod_id).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = sandbox_processes(&pod_id);
+    ensure!(left.is_empty(), "runsc processes left: {left:?}");
+    Ok(())
+}
+
+/// kill -9 of the gVisor sandbox process is reported as the exit of every container of the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gvisor_sandbox_killed_is_reported_as_container_exits() -> Result<()> {
+    let h = Containerd::start(ContainerdOptions::with_policy(POLICY)).await?;
+    let result = async {
+        let cri = h.cri();
+        let pod = h.pod("tenant-b", "sandbox-killed");
+        let cfg = pod.build();
+        let pod_id = cri.run_pod(&cfg).await?;
+        let daemon = pod_daemon(&cri, &pod_id).await?;
+        let mut ids = Vec::new();
+        for name in ["a", "b"] {
+            let c = ContainerSpec::new(name)
+                .in_pod(&pod)
+                .shell("echo up; exec sleep 3600");
+            let id = cri.run_container(&pod_id, &cfg, &c.build()).await?;
+            cri.wait_log_contains(&id, "up", LONG).await?;
+            ids.push(id);
+        }
+        let sandbox = cri.pod_pid(&pod_id).await?;
+        let left = procs::kill_all(&[sandbox], LONG);
+        ensure!(left.is_empty(), "sandbox {sandbox} survived SIGKILL");
+        for id in &ids {
+            let code = cri.wait_container_exit(id, LONG).await?;
+            ensure!(code == 137, "container {id} exit code {code}, want 137");
+        }
+        for id in &ids {
+            cri.remove_container(id).await?;
+        }
+        cri.stop_pod(&pod_id).await?;
+        cri.remove_pod(&pod_id).await?;
+        ensure!(
+            wait_gone(daemon, LONG).await,
+            "pod daemon {daemon} still running"
+        );
+        let left = sandbox_processes(&pod_id);
+        ensure!(left.is_empty(), "runsc processes left: {left:?}");
+        Ok(())
+    }
+    .await;
+    let result = result.map_err(|e| e.context(format!("containerd log:\n{}", h.log_tail())));
+    h.shutdown().await?;
+    result
+}
