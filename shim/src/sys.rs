@@ -262,13 +262,12 @@ fn clean_file_mappings(smaps: &str) -> Vec<Vma> {
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(1)
             };
-            match first {
-                "Anonymous:" | "Private_Dirty:" | "Shared_Dirty:" | "Swap:" => {
-                    if value() != 0 {
-                        *eligible = false;
-                    }
-                }
-                _ => {}
+            let counted = matches!(
+                first,
+                "Anonymous:" | "Private_Dirty:" | "Shared_Dirty:" | "Swap:"
+            );
+            if counted && value() != 0 {
+                *eligible = false;
             }
         }
     }
