@@ -67,6 +67,29 @@ async fn pod_with_two_containers_on_one_daemon_logs_exec_exit_codes_stats() -> R
         ensure!(cpu > 0, "cpu usage is zero: {stats:?}");
         ensure!(mem > 0, "memory working set is zero: {stats:?}");
 
+        // UpdateContainerResources reaches the container's cgroup through `runc update`.
+        let limit: i64 = 200 * 1024 * 1024;
+        cri.runtime_service()
+            .update_container_resources(k8s_cri::v1::UpdateContainerResourcesRequest {
+                container_id: cid.clone(),
+                linux: Some(k8s_cri::v1::LinuxContainerResources {
+                    memory_limit_in_bytes: limit,
+                    cpu_shares: 512,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .context("UpdateContainerResources")?;
+        if let Some(path) = memory_cgroup_limit_file(c_pid) {
+            let text = std::fs::read_to_string(&path)?;
+            ensure!(
+                text.trim() == limit.to_string(),
+                "{} = {text:?} after update",
+                path.display()
+            );
+        }
+
         // Reported, not asserted (memory targets belong to the benchmarks).
         if let Ok((rss, private)) = memory_kib(daemon) {
             eprintln!("pod daemon {daemon}: Rss {rss} KiB, Private {private} KiB (2 containers)");
@@ -114,4 +137,18 @@ async fn pod_with_two_containers_on_one_daemon_logs_exec_exit_codes_stats() -> R
     let result = result.map_err(|e| e.context(format!("containerd log:\n{}", h.log_tail())));
     h.shutdown().await?;
     result
+}
+
+/// The cgroup v1 `memory.limit_in_bytes` of a process (None on a unified hierarchy).
+fn memory_cgroup_limit_file(pid: i32) -> Option<std::path::PathBuf> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = cg.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, ctrl, path) = (p.next()?, p.next()?, p.next()?);
+        ctrl.split(',').any(|c| c == "memory").then(|| path.to_owned())
+    })?;
+    let file = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(path.trim_start_matches('/'))
+        .join("memory.limit_in_bytes");
+    file.exists().then_some(file)
 }
