@@ -85,8 +85,13 @@ struct Bench {
 impl Bench {
     async fn start(iterations: usize) -> Result<Bench> {
         let h = Containerd::start(
-            ContainerdOptions::with_policy(policy("/nonexistent", "/nonexistent", "/nonexistent", "go-runc"))
-                .handler(RuntimeHandler::runc(GO_HANDLER)),
+            ContainerdOptions::with_policy(policy(
+                "/nonexistent",
+                "/nonexistent",
+                "/nonexistent",
+                "go-runc",
+            ))
+            .handler(RuntimeHandler::runc(GO_HANDLER)),
         )
         .await
         .context("start the bench containerd")?;
@@ -131,7 +136,11 @@ impl Bench {
     }
 
     /// Alternates `a` and `b` pod starts, removing each pod before the next start.
-    async fn alternate(&mut self, a: (&str, &str), b: (&str, &str)) -> Result<(Vec<f64>, Vec<f64>)> {
+    async fn alternate(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
         let (mut ta, mut tb) = (Vec::new(), Vec::new());
         // Warm-up: page cache, image unpack, first-use costs on both sides.
         for side in [a, b] {
@@ -157,8 +166,16 @@ impl Bench {
         let id = self.next_name("ctr");
         let ctr = self.h.ctr(NS);
         let t0 = Instant::now();
-        ctr.run(&["run", "--rm", "--runtime", runtime, BUSYBOX_IMAGE, &id, "/bin/true"])
-            .with_context(|| format!("ctr run --rm --runtime {runtime}"))?;
+        ctr.run(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            BUSYBOX_IMAGE,
+            &id,
+            "/bin/true",
+        ])
+        .with_context(|| format!("ctr run --rm --runtime {runtime}"))?;
         Ok(t0.elapsed())
     }
 }
@@ -220,9 +237,7 @@ fn latency_header(ours: &str, go: &str) {
 
 async fn bench_handoff(b: &mut Bench) -> Result<()> {
     b.route_bench_to("go-runc")?;
-    let (router, direct) = b
-        .alternate((ROUTER_HANDLER, NS), (GO_HANDLER, NS))
-        .await?;
+    let (router, direct) = b.alternate((ROUTER_HANDLER, NS), (GO_HANDLER, NS)).await?;
     println!("\n### hand-off: router → containerd-shim-runc-v2 vs containerd-shim-runc-v2 directly ({} pods each)\n", b.iterations);
     latency_header("router", "direct");
     print_latency_row("pod start (RunPodSandbox+Create+Start)", &router, &direct);
@@ -231,9 +246,7 @@ async fn bench_handoff(b: &mut Bench) -> Result<()> {
 
 async fn bench_builtin(b: &mut Bench) -> Result<()> {
     b.route_bench_to("runc")?;
-    let (ours, go) = b
-        .alternate((ROUTER_HANDLER, NS), (GO_HANDLER, NS))
-        .await?;
+    let (ours, go) = b.alternate((ROUTER_HANDLER, NS), (GO_HANDLER, NS)).await?;
     let (mut ctr_ours, mut ctr_go) = (Vec::new(), Vec::new());
     b.ctr_run_rm("io.containerd.router.v2")?;
     b.ctr_run_rm("io.containerd.runc.v2")?;
@@ -246,7 +259,10 @@ async fn bench_builtin(b: &mut Bench) -> Result<()> {
             ctr_ours.push(ms(b.ctr_run_rm("io.containerd.router.v2")?));
         }
     }
-    println!("\n### built-in backend (router, runc) vs containerd-shim-runc-v2 ({} runs each)\n", b.iterations);
+    println!(
+        "\n### built-in backend (router, runc) vs containerd-shim-runc-v2 ({} runs each)\n",
+        b.iterations
+    );
     latency_header("built-in", "Go shim");
     print_latency_row("CRI pod start (RunPodSandbox+Create+Start)", &ours, &go);
     print_latency_row("`ctr run --rm ... /bin/true`", &ctr_ours, &ctr_go);
@@ -337,7 +353,12 @@ async fn bench_memory(b: &mut Bench, pods: usize) -> Result<()> {
 }
 
 /// Starts `total` pods with `in_flight` at once; returns each pod's start latency and the pod ids.
-async fn start_many(b: &mut Bench, handler: &str, total: usize, in_flight: usize) -> Result<(Vec<f64>, Vec<String>)> {
+async fn start_many(
+    b: &mut Bench,
+    handler: &str,
+    total: usize,
+    in_flight: usize,
+) -> Result<(Vec<f64>, Vec<String>)> {
     let mut names = Vec::new();
     for _ in 0..total {
         names.push(b.next_name("scale"));
@@ -376,7 +397,10 @@ async fn bench_scale(b: &mut Bench, total: usize, in_flight: usize) -> Result<()
     println!("\n### scale: {total} pods, {in_flight} in flight, all held, per side\n");
     println!("| shim | p50 start (ms) | p99 start (ms) | wall time (s) | shims | total shim RSS (MiB) | total shim private dirty (MiB) |");
     println!("|---|---|---|---|---|---|---|");
-    for (label, handler) in [("built-in (router)", ROUTER_HANDLER), ("containerd-shim-runc-v2", GO_HANDLER)] {
+    for (label, handler) in [
+        ("built-in (router)", ROUTER_HANDLER),
+        ("containerd-shim-runc-v2", GO_HANDLER),
+    ] {
         let t0 = Instant::now();
         let (lat, ids) = start_many(b, handler, total, in_flight).await?;
         let wall = t0.elapsed().as_secs_f64();
@@ -439,7 +463,9 @@ async fn main() -> Result<()> {
     println!(
         "containerd {} — side-by-side, alternating; host: {} cores",
         b.cri.version().await.map(|v| v.1).unwrap_or_default(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
     let mut result = Ok(());
     for mode in &modes {
@@ -452,12 +478,17 @@ async fn main() -> Result<()> {
             _ => Ok(()),
         };
         if let Err(e) = r {
-            eprintln!("{mode}: {e:#}\n--- containerd log tail ---\n{}", b.h.log_tail());
+            eprintln!(
+                "{mode}: {e:#}\n--- containerd log tail ---\n{}",
+                b.h.log_tail()
+            );
             result = Err(e);
             break;
         }
     }
     b.cri.remove_all_pods().await;
-    b.h.shutdown().await.context("shut the bench containerd down")?;
+    b.h.shutdown()
+        .await
+        .context("shut the bench containerd down")?;
     result
 }

@@ -21,10 +21,14 @@ pub fn router_bin_dir() -> Option<PathBuf> {
     profile_dir_of(&exe)
 }
 
-/// `target/<profile>/deps/x` → `target/<profile>`; `target/<profile>/x` → `target/<profile>`.
+/// `target/<profile>/deps/x` and `target/<profile>/examples/x` → `target/<profile>`;
+/// `target/<profile>/x` → `target/<profile>`.
 fn profile_dir_of(exe: &Path) -> Option<PathBuf> {
     let parent = exe.parent()?;
-    if parent.file_name().is_some_and(|n| n == "deps") {
+    if parent
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
         parent.parent().map(Path::to_path_buf)
     } else {
         Some(parent.to_path_buf())
@@ -54,6 +58,10 @@ mod tests {
         assert_eq!(
             profile_dir_of(Path::new("/t/target/debug/deps/smoke-123")),
             Some(PathBuf::from("/t/target/debug"))
+        );
+        assert_eq!(
+            profile_dir_of(Path::new("/t/target/release/examples/demo")),
+            Some(PathBuf::from("/t/target/release"))
         );
         assert_eq!(
             profile_dir_of(Path::new("/t/target/release/bench")),
