@@ -64,6 +64,18 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    c.bench_function(
+        "parts/parse_spec+inputs_from_spec(10KB) (full oci-spec model)",
+        |b| {
+            b.iter(|| {
+                black_box(
+                    router_core::parse_spec(black_box(&bytes))
+                        .map(|s| router_core::inputs_from_spec(&s, "k8s.io", "x"))
+                        .is_ok(),
+                )
+            })
+        },
+    );
     let pol = router_config::load(Some(&policy)).ok();
     let inputs = router_core::inputs_from_config_json(&bytes, "k8s.io", "x").ok();
     if let (Some(pol), Some(inputs)) = (pol, inputs) {

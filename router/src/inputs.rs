@@ -86,30 +86,82 @@ pub fn parse_spec(bytes: &[u8]) -> Result<Spec, SpecError> {
     Ok(serde_json::from_slice(bytes)?)
 }
 
-/// Routing inputs from a parsed spec.
+/// Routing inputs from a parsed spec (same extraction as `inputs_from_config_json`, which is the
+/// cheaper entry point when all you have is the bytes).
 pub fn inputs_from_spec(spec: &Spec, containerd_namespace: &str, id: &str) -> Inputs {
-    // One conversion path for both entry points keeps them in agreement.
-    let light = serde_json::to_value(spec)
-        .and_then(LightSpec::deserialize)
-        .ok();
-    match light {
-        Some(l) => l.into_inputs(containerd_namespace, id),
-        // Unreachable for a spec oci-spec produced; if it ever happens, assume the worst.
-        None => Inputs {
-            containerd_namespace: containerd_namespace.to_string(),
-            id: id.to_string(),
-            role: Role::Sandbox,
-            k8s_namespace: None,
-            pod_name: None,
-            pod_uid: None,
-            annotations: BTreeMap::new(),
-            host_network: true,
-            host_pid: true,
-            host_ipc: true,
-            privileged: true,
-            privileged_field: Some("(spec could not be inspected)".to_string()),
-            mounts: Vec::new(),
-        },
+    light_from_spec(spec).into_inputs(containerd_namespace, id)
+}
+
+fn light_from_spec(spec: &Spec) -> LightSpec {
+    let caps = |set: &Option<oci_spec::runtime::Capabilities>| {
+        set.as_ref()
+            .map(|s| s.iter().map(|c| c.to_string()).collect::<Vec<String>>())
+    };
+    LightSpec {
+        annotations: spec
+            .annotations()
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        mounts: spec.mounts().as_ref().map(|ms| {
+            ms.iter()
+                .map(|m| LightMount {
+                    destination: m.destination().to_string_lossy().into_owned(),
+                    source: m
+                        .source()
+                        .as_ref()
+                        .map(|p| p.to_string_lossy().into_owned()),
+                    kind: m.typ().clone(),
+                    options: m.options().clone(),
+                })
+                .collect()
+        }),
+        process: spec.process().as_ref().map(|p| LightProcess {
+            capabilities: p.capabilities().as_ref().map(|c| LightCaps {
+                bounding: caps(c.bounding()),
+                effective: caps(c.effective()),
+                permitted: caps(c.permitted()),
+                inheritable: caps(c.inheritable()),
+                ambient: caps(c.ambient()),
+            }),
+        }),
+        linux: spec.linux().as_ref().map(|l| LightLinux {
+            namespaces: l.namespaces().as_ref().map(|ns| {
+                ns.iter()
+                    .map(|n| LightNamespace {
+                        kind: namespace_name(n.typ()).to_string(),
+                        path: n.path().as_ref().map(|p| p.to_string_lossy().into_owned()),
+                    })
+                    .collect()
+            }),
+            resources: l.resources().as_ref().map(|r| LightResources {
+                devices: r.devices().as_ref().map(|ds| {
+                    ds.iter()
+                        .map(|d| LightDevice {
+                            allow: d.allow(),
+                            kind: d.typ().map(|t| t.as_str().to_string()),
+                            major: d.major(),
+                            minor: d.minor(),
+                            access: d.access().clone(),
+                        })
+                        .collect()
+                }),
+            }),
+        }),
+    }
+}
+
+/// The OCI spelling of a namespace type (as in `config.json`).
+fn namespace_name(t: oci_spec::runtime::LinuxNamespaceType) -> &'static str {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    match t {
+        T::Mount => "mount",
+        T::Cgroup => "cgroup",
+        T::Uts => "uts",
+        T::Ipc => "ipc",
+        T::User => "user",
+        T::Pid => "pid",
+        T::Network => "network",
+        T::Time => "time",
     }
 }
 

@@ -616,10 +616,20 @@ fn refusal_display_is_one_clear_line() {
 
 #[test]
 fn spec_paths_agree() {
+    let mut privileged = container_spec("web");
+    privileged["process"]["capabilities"]["effective"] = all_caps();
+    privileged["linux"]["resources"]["devices"] =
+        json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "a", "access": "rwm"}]);
+    let mut no_linux = sandbox_spec("web");
+    if let Some(o) = no_linux.as_object_mut() {
+        o.remove("linux");
+    }
     for spec in [
         sandbox_spec("web"),
         container_spec("kube-system"),
         ctr_spec(),
+        privileged,
+        no_linux,
     ] {
         let bytes = serde_json::to_vec(&spec).unwrap_or_default();
         let full = parse_spec(&bytes).unwrap_or_else(|e| panic!("{e}"));
