@@ -642,3 +642,21 @@ fn spec_paths_agree() {
     assert!(crate::inputs_from_config_json(b"{not json", "k8s.io", "id").is_err());
     assert!(crate::inputs_from_config_json(b"[]", "k8s.io", "id").is_err());
 }
+
+#[test]
+fn equally_specific_globs_resolve_to_stronger_isolation() {
+    let text = POLICY
+        .replace(
+            "[tenants.untrusted]",
+            "[tenants.alax]\nnamespaces = [\"x*y*\"]\nbackend = \"runc\"\n\n[tenants.strict]\nnamespaces = [\"x*z*\"]\nbackend = \"kata\"\n\n[tenants.untrusted]",
+        );
+    let pol = router_config::parse(&text, std::path::Path::new("/t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = decide_sandbox(&pol, &inputs(&sandbox_spec("xyz"), "k8s.io"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((d.tenant.as_str(), d.isolation), ("strict", Isolation::Vm));
+    // otherwise the longer literal prefix decides
+    let d = decide_sandbox(&pol, &inputs(&sandbox_spec("sdewan-edge-x"), "k8s.io"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.tenant, "sandboxed");
+}
