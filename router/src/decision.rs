@@ -113,12 +113,19 @@ pub fn decide_sandbox(policy: &Policy, inputs: &Inputs) -> Result<Decision, Refu
                 ),
             });
         }
-        if b.name != own.name {
+        if b.isolation > own.isolation {
             reasons.push(format!(
                 "annotation {}={} raises isolation from {} to {}",
                 ann::BACKEND_OVERRIDE,
                 b.name,
                 own.isolation,
+                b.isolation
+            ));
+        } else if b.name != own.name {
+            reasons.push(format!(
+                "annotation {}={} picks another backend of the same isolation ({})",
+                ann::BACKEND_OVERRIDE,
+                b.name,
                 b.isolation
             ));
         } else {

@@ -5,6 +5,16 @@
 //! handlers that bypass the router. `routerctl explain ...` prints the decision for a pod without
 //! running anything. Exit codes: 0 fine, 1 policy error / refusal / bypass, 2 usage error.
 
+/// `println!` that ends the process quietly when stdout is gone (`routerctl ... | head`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[path = "routerctl/args.rs"]
 mod args;
 #[path = "routerctl/check.rs"]
@@ -39,7 +49,7 @@ fn main() -> ExitCode {
         Some("check") => args::parse_check(&argv[1..]).map(|a| check::run(&a)),
         Some("explain") => args::parse_explain(&argv[1..]).map(|a| explain::run(&a)),
         Some("-h") | Some("--help") | Some("help") => {
-            println!("{USAGE}");
+            out!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         Some(other) => Err(format!("unknown command `{other}`")),

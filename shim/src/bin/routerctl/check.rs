@@ -28,7 +28,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<width$}  ", width = w[i]));
             }
         }
-        println!("  {}", s.trim_end());
+        out!("  {}", s.trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -66,7 +66,7 @@ pub fn run(a: &CheckArgs) -> u8 {
             }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.policy.is_none() => {
-            println!(
+            out!(
                 "no policy at {}: the embedded default applies",
                 path.display()
             );
@@ -78,15 +78,15 @@ pub fn run(a: &CheckArgs) -> u8 {
         }
     };
     let mut failed = false;
-    println!("policy {} is valid ({})", policy.source, policy.digest);
+    out!("policy {} is valid ({})", policy.source, policy.digest);
     print_policy(&policy);
     let tiers = host::tiers();
-    println!("\nhost tiers:");
+    out!("\nhost tiers:");
     for (tier, ok, why) in &tiers {
-        println!("  {tier:<9} {}  {why}", if *ok { "yes" } else { "no " });
+        out!("  {tier:<9} {}  {why}", if *ok { "yes" } else { "no " });
     }
     for w in backend_warnings(&policy, &tiers) {
-        println!("warning: {w}");
+        out!("warning: {w}");
     }
     if let Some(cc) = &a.containerd_config {
         failed |= check_containerd(cc, &policy);
@@ -95,7 +95,7 @@ pub fn run(a: &CheckArgs) -> u8 {
 }
 
 fn print_policy(p: &Policy) {
-    println!("\nbackends:");
+    out!("\nbackends:");
     let rows: Vec<Vec<String>> = p
         .backends
         .values()
@@ -127,7 +127,7 @@ fn print_policy(p: &Policy) {
         &["NAME", "KIND", "ISOLATION", "RUNTIME/BINARY", "ARGS/ENV"],
         &rows,
     );
-    println!("\ntenants:");
+    out!("\ntenants:");
     let rows: Vec<Vec<String>> = p
         .tenants
         .values()
@@ -165,10 +165,10 @@ fn print_policy(p: &Policy) {
         ],
         &rows,
     );
-    println!("\nallowed_host_paths: {}", list(&p.allowed_host_paths));
+    out!("\nallowed_host_paths: {}", list(&p.allowed_host_paths));
     match &p.audit_log {
-        Some(a) => println!("audit_log: {}", a.display()),
-        None => println!("audit_log: (none)"),
+        Some(a) => out!("audit_log: {}", a.display()),
+        None => out!("audit_log: (none)"),
     }
 }
 
@@ -214,7 +214,7 @@ fn check_containerd(path: &Path, policy: &Policy) -> bool {
             return true;
         }
     };
-    println!(
+    out!(
         "\ncontainerd config {} (plugin {}):",
         path.display(),
         r.plugin
@@ -236,13 +236,13 @@ fn check_containerd(path: &Path, policy: &Policy) -> bool {
         &rows,
     );
     for w in &r.warnings {
-        println!("warning: {w}");
+        out!("warning: {w}");
     }
     for e in &r.errors {
         eprintln!("error: {e}");
     }
     if r.errors.is_empty() {
-        println!("every pod goes through the router");
+        out!("every pod goes through the router");
     }
     !r.errors.is_empty()
 }

@@ -52,11 +52,11 @@ pub fn run(a: &ExplainArgs) -> u8 {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
-            println!("refused: the policy does not load, so every pod is refused (fail closed)");
+            out!("refused: the policy does not load, so every pod is refused (fail closed)");
             return 1;
         }
     };
-    println!("policy:    {} ({})", policy.source, policy.digest);
+    out!("policy:    {} ({})", policy.source, policy.digest);
     let cns = a.containerd_namespace.clone().unwrap_or_else(|| {
         if a.namespace.is_some() || a.bundle.is_some() {
             "k8s.io".to_string()
@@ -79,7 +79,7 @@ pub fn run(a: &ExplainArgs) -> u8 {
                 Ok(i) => i,
                 Err(e) => {
                     eprintln!("error: {}: {e}", path.display());
-                    println!("refused: {e}");
+                    out!("refused: {e}");
                     return 1;
                 }
             }
@@ -143,8 +143,8 @@ pub fn run(a: &ExplainArgs) -> u8 {
 }
 
 fn print_decision(p: &Policy, d: &Decision, notes: &[String]) {
-    println!("decision:  allowed");
-    println!("tenant:    {}", d.tenant);
+    out!("decision:  allowed");
+    out!("tenant:    {}", d.tenant);
     let how = match p.backends.get(&d.backend).map(|b| &b.kind) {
         Some(BackendKind::Builtin { runtime, .. }) => {
             format!("builtin, runtime {}", runtime.display())
@@ -152,18 +152,18 @@ fn print_decision(p: &Policy, d: &Decision, notes: &[String]) {
         Some(BackendKind::Shim { binary, .. }) => format!("shim, binary {binary}"),
         None => "?".to_string(),
     };
-    println!("backend:   {} ({how})", d.backend);
-    println!("isolation: {}", d.isolation);
-    println!("rule:      {}", d.rule);
-    println!("reasons:");
+    out!("backend:   {} ({how})", d.backend);
+    out!("isolation: {}", d.isolation);
+    out!("rule:      {}", d.rule);
+    out!("reasons:");
     for r in &d.reasons {
-        println!("  - {r}");
+        out!("  - {r}");
     }
     for r in &d.refused_overrides {
-        println!("  - refused override: {r}");
+        out!("  - refused override: {r}");
     }
     for n in notes {
-        println!("  - {n}");
+        out!("  - {n}");
     }
     if let Some(b) = p.backends.get(&d.backend) {
         let prog = match &b.kind {
@@ -171,7 +171,7 @@ fn print_decision(p: &Policy, d: &Decision, notes: &[String]) {
             BackendKind::Shim { binary, .. } => binary.clone(),
         };
         if host::find_program(&prog).is_none() {
-            println!(
+            out!(
                 "warning: `{prog}` is not installed here: on this host `start` would refuse the pod (backend `{}` missing)",
                 b.name
             );
@@ -180,15 +180,15 @@ fn print_decision(p: &Policy, d: &Decision, notes: &[String]) {
 }
 
 fn print_refusal(r: &Refusal, notes: &[String]) {
-    println!("decision:  refused");
-    println!("tenant:    {}", r.tenant.as_deref().unwrap_or("-"));
-    println!("rule:      {}", r.rule);
-    println!(
+    out!("decision:  refused");
+    out!("tenant:    {}", r.tenant.as_deref().unwrap_or("-"));
+    out!("rule:      {}", r.rule);
+    out!(
         "field:     {}",
         if r.field.is_empty() { "-" } else { &r.field }
     );
-    println!("reason:    {}", r.message);
+    out!("reason:    {}", r.message);
     for n in notes {
-        println!("  - {n}");
+        out!("  - {n}");
     }
 }
