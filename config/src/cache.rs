@@ -5,7 +5,7 @@
 //! The key is the SHA-256 of the policy text, which `load` computes anyway for the digest: any
 //! edit is a different key, so an edit applies to the next pod with no invalidation logic. Only
 //! policies that validated are stored. The directory (`$RUNTIME_ROUTER_CACHE_DIR`, default
-//! `/run/runtime-router/policy-cache`; empty disables the cache) is trusted only if it is a real
+//! `/run/runtime-router/policy-cache`; empty or relative disables the cache) is trusted only if it is a real
 //! directory owned by the policy file's owner and writable by nobody else; any cache problem
 //! falls back to parsing.
 
@@ -29,7 +29,8 @@ const MAX_ENTRIES: usize = 32;
 pub(crate) fn dir_from_env() -> Option<PathBuf> {
     match std::env::var_os(CACHE_DIR_ENV) {
         Some(d) if d.is_empty() => None,
-        Some(d) => Some(PathBuf::from(d)),
+        // a relative directory would land in the bundle (the shim's cwd): no cache
+        Some(d) => Some(PathBuf::from(d)).filter(|p| p.is_absolute()),
         None => Some(PathBuf::from(DEFAULT_CACHE_DIR)),
     }
 }
