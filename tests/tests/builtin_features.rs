@@ -234,6 +234,32 @@ async fn ctr_run_rm_and_failed_start_leave_nothing() -> Result<()> {
             "exit 3",
         ])?;
         ensure!(o.status.code() == Some(3), "ctr run exit {:?}", o.status);
+        // Stdin through the FIFO: its end (ctr closes it and sends CloseIO) ends `cat`.
+        let ctr_cmd = h.ctr("default").command();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf 'piped-in\\n' | timeout 120 \"$@\"", "sh"])
+            .arg(ctr_cmd.get_program())
+            .args(ctr_cmd.get_args())
+            .args([
+                "run",
+                "--rm",
+                "--runtime",
+                "io.containerd.router.v2",
+                router_integration::BUSYBOX_IMAGE,
+                "builtin-ctr-stdin",
+                "cat",
+            ]);
+        let out = tokio::task::spawn_blocking(move || {
+            router_integration::command::run_unchecked(&mut cmd, LONG + Duration::from_secs(30))
+        })
+        .await??;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && text.contains("piped-in"),
+            "ctr run cat with piped stdin: {:?} {text:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         // A process that cannot be started: the task fails, nothing is left.
         let o = ctr.run_unchecked(&[
             "run",

@@ -1,7 +1,8 @@
 //! Standard IO of container processes. Without a terminal the runtime is handed containerd's
 //! FIFOs themselves (opened read-write, so opening never blocks and a container never gets
 //! SIGPIPE while containerd is away): output goes straight to containerd with no copy in the
-//! shim. Stdin is copied from its FIFO into a pipe so `CloseIO` can give the process EOF. With a
+//! shim. Stdin is copied from its FIFO into a pipe, closed when containerd's writer closes or on
+//! `CloseIO`, so the process sees EOF. With a
 //! terminal, the runtime sends the pty master to a console socket and the shim copies between
 //! the master and the FIFOs.
 
@@ -80,8 +81,10 @@ fn open_output(uri: &str) -> Result<Option<File>, BuiltinError> {
 /// and the sender that closes it.
 fn stdin_pipe(path: &str) -> Result<(File, oneshot::Sender<()>), BuiltinError> {
     let (rd, wr) = sys::pipe().map_err(io_err("create stdin pipe".into()))?;
+    // Read-only, so the copy ends (and the process sees EOF) when containerd's writer closes,
+    // as well as on CloseIO. Opened non-blocking: until a writer appears there is simply
+    // nothing to read (no readiness), not an end of file.
     let fifo = tokio::net::unix::pipe::OpenOptions::new()
-        .read_write(true)
         .open_receiver(path)
         .map_err(io_err(format!("open stdin FIFO {path}")))?;
     let wr =
@@ -235,7 +238,6 @@ pub fn attach_console(master: File, paths: &IoPaths) -> Result<IoHandles, Builti
     });
     if !paths.stdin.is_empty() {
         let fifo = tokio::net::unix::pipe::OpenOptions::new()
-            .read_write(true)
             .open_receiver(&paths.stdin)
             .map_err(io_err(format!("open stdin FIFO {}", paths.stdin)))?;
         let (close_tx, close_rx) = oneshot::channel::<()>();
