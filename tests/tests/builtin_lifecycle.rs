@@ -145,7 +145,9 @@ fn memory_cgroup_limit_file(pid: i32) -> Option<std::path::PathBuf> {
     let path = cg.lines().find_map(|l| {
         let mut p = l.splitn(3, ':');
         let (_, ctrl, path) = (p.next()?, p.next()?, p.next()?);
-        ctrl.split(',').any(|c| c == "memory").then(|| path.to_owned())
+        ctrl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_owned())
     })?;
     let file = std::path::Path::new("/sys/fs/cgroup/memory")
         .join(path.trim_start_matches('/'))
