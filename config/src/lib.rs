@@ -109,13 +109,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Policy, ConfigError> {
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20));
     file.read_to_end(&mut bytes).map_err(read_err)?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        read_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            e.utf8_error(),
-        ))
-    })?;
-    let sum = digest(text.as_bytes());
+    let sum = digest(&bytes);
     let cache_dir = cache::dir_from_env();
     if let Some(dir) = &cache_dir {
         if let Some(mut p) = cache::lookup(dir, &sum, meta.uid()) {
@@ -123,6 +117,12 @@ pub fn load(explicit: Option<&Path>) -> Result<Policy, ConfigError> {
             return Ok(p);
         }
     }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
+    })?;
     let mut policy = validate::parse_policy(&text, &path, PolicySource::File(path.clone()))?;
     policy.digest = sum;
     if let Some(dir) = &cache_dir {
