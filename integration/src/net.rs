@@ -36,7 +36,14 @@ impl SubnetLease {
     /// still get their own network namespace and address, only host routing to them is ambiguous.
     pub fn acquire() -> SubnetLease {
         let _ = std::fs::create_dir_all(LOCK_DIR);
+        let routes = host_routes();
         for (i, subnet) in SUBNETS.iter().enumerate() {
+            if overlaps_any(subnet, &routes) {
+                // e.g. a test machine whose own uplink sits in 192.0.2.0/24: a pod there could be
+                // given the host's address, and the host's route would shadow the bridge's.
+                log::info!("skipping harness subnet {subnet}: it overlaps a route of this host");
+                continue;
+            }
             let path = Path::new(LOCK_DIR).join(format!("subnet-{i}.lock"));
             let Ok(file) = File::options()
                 .create(true)
@@ -53,7 +60,17 @@ impl SubnetLease {
                 };
             }
         }
-        let shared = SUBNETS[std::process::id() as usize % SUBNETS.len()];
+        let free: Vec<&str> = SUBNETS
+            .iter()
+            .copied()
+            .filter(|s| !overlaps_any(s, &routes))
+            .collect();
+        let pool = if free.is_empty() {
+            &SUBNETS[..]
+        } else {
+            &free[..]
+        };
+        let shared = pool[std::process::id() as usize % pool.len()];
         log::warn!("all harness subnets are leased; sharing {shared}");
         SubnetLease::fixed(shared)
     }
@@ -65,6 +82,47 @@ impl SubnetLease {
             _lock: None,
         }
     }
+}
+
+/// `(network, mask)` of an IPv4 CIDR such as `192.0.2.0/25`, host byte order.
+fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
+    let (addr, len) = cidr.split_once('/')?;
+    let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+    let len: u32 = len.parse().ok()?;
+    if len > 32 {
+        return None;
+    }
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Some((u32::from(addr) & mask, mask))
+}
+
+/// The host's IPv4 routes other than the default route, as `(network, mask)`, read from
+/// `/proc/net/route` (hex, little-endian as the kernel prints it). Bridges this harness made are
+/// included too, which is harmless: their subnets are leased anyway.
+fn host_routes() -> Vec<(u32, u32)> {
+    let Ok(text) = std::fs::read_to_string("/proc/net/route") else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?.swap_bytes();
+            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?.swap_bytes();
+            (mask != 0).then_some((dest & mask, mask))
+        })
+        .collect()
+}
+
+/// Whether `cidr` shares any address with one of `routes`.
+fn overlaps_any(cidr: &str, routes: &[(u32, u32)]) -> bool {
+    let Some((net, mask)) = parse_cidr(cidr) else {
+        return false;
+    };
+    routes.iter().any(|&(rnet, rmask)| {
+        let common = mask & rmask; // the shorter prefix decides
+        net & common == rnet & common
+    })
 }
 
 /// A bridge name unique to this process and call (at most 15 bytes, the kernel's limit).
@@ -117,6 +175,18 @@ mod tests {
         if a._lock.is_some() && b._lock.is_some() {
             assert_ne!(a.subnet, b.subnet);
         }
+    }
+
+    #[test]
+    fn subnet_overlap_with_host_routes() {
+        let eth0 = parse_cidr("192.0.2.0/24").into_iter().collect::<Vec<_>>();
+        assert!(overlaps_any("192.0.2.0/25", &eth0));
+        assert!(overlaps_any("192.0.2.128/25", &eth0));
+        assert!(!overlaps_any("198.51.100.0/25", &eth0));
+        let wide = parse_cidr("192.0.0.0/16").into_iter().collect::<Vec<_>>();
+        assert!(overlaps_any("192.0.2.0/25", &wide));
+        assert!(!overlaps_any("203.0.113.0/25", &wide));
+        assert_eq!(parse_cidr("10.0.0.0/33"), None);
     }
 
     #[test]
