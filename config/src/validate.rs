@@ -68,9 +68,13 @@ pub(crate) fn parse_policy(
     let policy = build(&mut cx, raw, source);
     match policy {
         Some(p) if cx.diags.is_empty() => Ok(p),
-        _ => Err(ConfigError::Invalid {
-            diagnostics: cx.diags,
-        }),
+        _ => {
+            // in file order, as an editor would walk them
+            cx.diags.sort_by_key(|d| (d.line, d.column));
+            Err(ConfigError::Invalid {
+                diagnostics: cx.diags,
+            })
+        }
     }
 }
 
