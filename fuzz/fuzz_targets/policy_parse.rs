@@ -14,9 +14,15 @@ fuzz_target!(|data: &[u8]| {
     match router_config::parse(text, Path::new("/fuzz/policy.toml")) {
         Ok(p) => {
             let default = p.tenants.get(&p.default_tenant);
-            assert!(default.is_some(), "default tenant missing from a valid policy");
+            assert!(
+                default.is_some(),
+                "default tenant missing from a valid policy"
+            );
             for t in p.tenants.values() {
-                assert!(p.backends.contains_key(&t.backend), "dangling backend in a valid policy");
+                assert!(
+                    p.backends.contains_key(&t.backend),
+                    "dangling backend in a valid policy"
+                );
             }
             assert!(p.digest.starts_with("sha256:"));
         }
