@@ -5,8 +5,9 @@
 //! shows two refusals an untrusted tenant meets (asking for the host network, asking for weaker
 //! isolation). Everything it starts is removed at the end.
 //!
-//! The untrusted tier here is the built-in backend driving gVisor (`runsc`): Kata needs KVM, which
-//! these machines lack (`routerctl check` says which tiers a host can offer).
+//! The untrusted tier here is the built-in backend driving gVisor (`runsc`, from Debian): Kata is
+//! neither packaged by Debian nor fetchable on these machines, so a real VM tier cannot be shown
+//! (`routerctl check` says which tiers a host can offer; production config in README.md).
 
 use std::path::Path;
 use std::time::Duration;
