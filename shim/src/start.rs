@@ -158,14 +158,18 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
     let args = ctx.args;
     let bundle = std::env::current_dir().map_err(StartError::Cwd)?;
     let spec_path = bundle.join("config.json");
-    let spec = read_spec(&spec_path).and_then(|bytes| {
-        router_core::parse_spec(&bytes).map_err(|e| StartError::SpecParse {
-            path: spec_path.clone(),
-            message: e.to_string(),
+    // One parse of the bytes straight into routing inputs: the start path is hot, and a full
+    // oci-spec parse would also reject specs containerd accepts (e.g. capability names it lacks).
+    let inputs = read_spec(&spec_path).and_then(|bytes| {
+        router_core::inputs_from_config_json(&bytes, &args.namespace, &args.id).map_err(|e| {
+            StartError::SpecParse {
+                path: spec_path.clone(),
+                message: e.to_string(),
+            }
         })
     });
-    let inputs = match spec {
-        Ok(spec) => router_core::inputs_from_spec(&spec, &args.namespace, &args.id),
+    let inputs = match inputs {
+        Ok(inputs) => inputs,
         Err(e) => {
             // only so the refusal is audited where the policy says
             ctx.policy = router_config::load(None).ok();
