@@ -77,6 +77,7 @@ fn run() -> Result<(), BuiltinError> {
         .map(|f| crate::logging::Sink::Fifo(std::sync::Mutex::new(f)))
         .unwrap_or(crate::logging::Sink::Discard);
     crate::logging::init(sink, args.debug);
+    log::debug!("daemon starting");
     sys::set_child_subreaper().map_err(|e| BuiltinError::Io {
         what: "become child subreaper".into(),
         source: e,
@@ -128,6 +129,7 @@ async fn serve(
             source: e,
         })?;
     }
+    log::debug!("connected to containerd events");
     let listener = UnixListener::bind(&path).map_err(|e| BuiltinError::Io {
         what: format!("listen on {}", path.display()),
         source: e,

@@ -73,7 +73,9 @@ pub fn start(
         return Ok(address);
     }
     let _ = std::fs::remove_file(&path);
+    log::debug!("spawning the pod's shim daemon at {address}");
     spawn_daemon(args, backend, bundle, &address)?;
+    log::debug!("shim daemon ready");
     if let Err(e) = write_address(bundle, &address) {
         // The daemon exits by itself when no container arrives; the socket must go now.
         let _ = std::fs::remove_file(&path);
