@@ -24,7 +24,20 @@ cargo build --workspace --bins --quiet
 
 step "tests: unit, table, property, routerctl, end to end (real containerd over CRI)"
 # e2e suites each start their own containerd; two at a time keeps a 2-core machine responsive.
-cargo test --workspace --no-fail-fast -- --test-threads=2
+test_log=$(mktemp)
+trap 'rm -f "$test_log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$test_log"
+test_status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo prints one "test result" line per binary).
+summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$test_log")
+if [ "$test_status" -ne 0 ]; then
+    echo "cargo test failed (exit $test_status)" >&2
+    echo "$summary"
+    exit "$test_status"
+fi
 
 # Benchmarks are type-checked by clippy --all-targets above; they run from scripts/bench.sh and
 # are never timed in tests.
@@ -38,3 +51,4 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
     bash fuzz/run.sh "$FUZZ_SECONDS"
 fi
 echo "all checks passed"
+echo "$summary"
