@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use router_config::{Isolation, Policy};
+use router_config::{Backend, Isolation, Policy, Tenant};
 use serde::{Deserialize, Serialize};
 
 use crate::annotations as ann;
@@ -137,23 +137,18 @@ pub fn decide_sandbox(policy: &Policy, inputs: &Inputs) -> Result<Decision, Refu
         }
         backend = b;
     }
-    note_ignored(inputs, &mut reasons);
-    reasons.extend(rules::check_deny(policy, tenant, inputs, &what)?);
-    rules::check_privileged_vm(
+    checked(
+        policy,
         inputs,
-        Some(&tenant.name),
-        &backend.name,
-        backend.isolation,
-        &what,
-    )?;
-    Ok(Decision {
-        tenant: tenant.name.clone(),
-        backend: backend.name.clone(),
-        isolation: backend.isolation,
-        rule: m.rule,
+        Chosen {
+            tenant,
+            backend,
+            what: &what,
+            rule: m.rule,
+        },
         reasons,
-        refused_overrides: Vec::new(),
-    })
+        Vec::new(),
+    )
 }
 
 /// A container of an existing pod: backend = the sandbox's recorded backend (never decided alone);
@@ -212,20 +207,59 @@ pub fn decide_container(
             ));
         }
     }
+    checked(
+        policy,
+        inputs,
+        Chosen {
+            tenant,
+            backend,
+            what: &what,
+            rule: format!("sandbox[{}]", inputs.sandbox_id()),
+        },
+        reasons,
+        refused_overrides,
+    )
+}
+
+/// A tenant and backend chosen for a pod or container, before the checks every one of them passes.
+struct Chosen<'a> {
+    tenant: &'a Tenant,
+    backend: &'a Backend,
+    /// "pod sandbox ID" / "container ID", for messages.
+    what: &'a str,
+    rule: String,
+}
+
+/// The checks shared by sandboxes and containers once tenant and backend are known: ignored
+/// trust annotations are noted, the tenant's deny rules apply, and nothing privileged reaches a
+/// `vm` backend.
+fn checked(
+    policy: &Policy,
+    inputs: &Inputs,
+    chosen: Chosen<'_>,
+    mut reasons: Vec<String>,
+    refused_overrides: Vec<String>,
+) -> Result<Decision, Refusal> {
+    let Chosen {
+        tenant,
+        backend,
+        what,
+        rule,
+    } = chosen;
     note_ignored(inputs, &mut reasons);
-    reasons.extend(rules::check_deny(policy, tenant, inputs, &what)?);
+    reasons.extend(rules::check_deny(policy, tenant, inputs, what)?);
     rules::check_privileged_vm(
         inputs,
         Some(&tenant.name),
         &backend.name,
         backend.isolation,
-        &what,
+        what,
     )?;
     Ok(Decision {
         tenant: tenant.name.clone(),
         backend: backend.name.clone(),
         isolation: backend.isolation,
-        rule: format!("sandbox[{}]", inputs.sandbox_id()),
+        rule,
         reasons,
         refused_overrides,
     })

@@ -11,29 +11,6 @@ use anyhow::{ensure, Context, Result};
 use builtin_support::*;
 use router_integration::{procs, ContainerSpec, Containerd, ContainerdOptions};
 
-const POLICY: &str = r#"version = 1
-default_tenant = "untrusted"
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[backends.gvisor]
-kind = "builtin"
-runtime = "/usr/bin/runsc"
-runtime_args = ["--platform=ptrace", "--network=host"]
-isolation = "sandbox"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.untrusted]
-backend = "gvisor"
-deny = ["host-network", "host-pid", "host-ipc", "privileged"]
-"#;
-
 fn sandbox_processes(pod_id: &str) -> Vec<procs::ProcInfo> {
     procs::list()
         .into_iter()
@@ -46,7 +23,7 @@ fn sandbox_processes(pod_id: &str) -> Vec<procs::ProcInfo> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_pod_two_containers_exit_codes_exec_logs_cleanup() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(POLICY)).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
     let result = exercise(&h).await;
     let result = result.map_err(|e| e.context(format!("containerd log:\n{}", h.log_tail())));
     h.shutdown().await?;
@@ -127,7 +104,7 @@ async fn exercise(h: &Containerd) -> Result<()> {
 /// kill -9 of the gVisor sandbox process is reported as the exit of every container of the pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_sandbox_killed_is_reported_as_container_exits() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(POLICY)).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
     let result = async {
         let cri = h.cri();
         let pod = h.pod("tenant-b", "sandbox-killed");

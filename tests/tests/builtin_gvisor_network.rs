@@ -12,33 +12,10 @@ use builtin_support::*;
 use router_integration::cri::PodSandboxConfig;
 use router_integration::{netns, ContainerSpec, Containerd, ContainerdOptions, PodSpec};
 
-const POLICY: &str = r#"version = 1
-default_tenant = "untrusted"
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[backends.gvisor]
-kind = "builtin"
-runtime = "/usr/bin/runsc"
-runtime_args = ["--platform=ptrace", "--network=host"]
-isolation = "sandbox"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.untrusted]
-backend = "gvisor"
-deny = ["host-network", "host-pid", "host-ipc", "privileged"]
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_pod_uses_its_cni_network_namespace() -> Result<()> {
     // The harness leases a documentation subnet that overlaps no route of this host.
-    let h = Containerd::start(ContainerdOptions::with_policy(POLICY)).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
     let result = exercise(&h).await;
     let result = result.map_err(|e| e.context(format!("containerd log:\n{}", h.log_tail())));
     h.shutdown().await?;

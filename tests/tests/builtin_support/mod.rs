@@ -33,6 +33,31 @@ containerd_namespaces = ["default", "infra"]
 backend = "runc"
 "#;
 
+/// The gVisor suites' policy: `kube-system` on built-in runc, every other namespace on the
+/// built-in backend driving runsc with the flags this host needs (docs/gvisor.md).
+pub const GVISOR_POLICY: &str = r#"version = 1
+default_tenant = "untrusted"
+
+[backends.runc]
+kind = "builtin"
+runtime = "/usr/sbin/runc"
+isolation = "container"
+
+[backends.gvisor]
+kind = "builtin"
+runtime = "/usr/bin/runsc"
+runtime_args = ["--platform=ptrace", "--network=host"]
+isolation = "sandbox"
+
+[tenants.provider]
+namespaces = ["kube-system"]
+backend = "runc"
+
+[tenants.untrusted]
+backend = "gvisor"
+deny = ["host-network", "host-pid", "host-ipc", "privileged"]
+"#;
+
 /// A harness whose trusted tier is the built-in backend.
 pub async fn start() -> Result<Containerd> {
     // Started with the policy minus the harness paths, then given the full one.
