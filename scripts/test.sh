@@ -29,6 +29,15 @@ trap 'rm -f "$test_log"' EXIT
 set +e
 cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$test_log"
 test_status=${PIPESTATUS[0]}
+# The hand-off suites again, with the trusted tier on the built-in backend instead of
+# containerd-shim-runc-v2 (issue 4: every hand-off proof must hold for the built-in backend too).
+if [ "$test_status" -eq 0 ]; then
+    step "hand-off suites with the trusted tier on the built-in backend"
+    ROUTER_E2E_TRUSTED_TIER=builtin cargo test -p router-e2e --no-fail-fast \
+        --test handoff_routing --test handoff_policy --test handoff_restart \
+        -- --test-threads=2 2>&1 | tee -a "$test_log"
+    test_status=${PIPESTATUS[0]}
+fi
 set -e
 # One closing line over every test binary (cargo prints one "test result" line per binary).
 summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }

@@ -35,7 +35,7 @@ async fn fixed_policy_applies_to_next_pod(fx: &Fixture) -> Result<()> {
         .context("RunPodSandbox after the fix")?;
     let (_, bin) = pod_shim(&cri, &id).await?;
     ensure!(
-        is_same_file(&bin, std::path::Path::new(RUNC_SHIM)),
+        is_same_file(&bin, &trusted_shim_binary()),
         "after the fix the pod runs on {}",
         bin.display()
     );

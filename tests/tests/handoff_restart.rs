@@ -6,7 +6,7 @@
 
 mod handoff_support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -51,7 +51,7 @@ async fn scenario(fx: &mut Fixture) -> Result<()> {
     let (dead_pod, dead_c) = pods[1].clone();
     let (live_shim, bin) = pod_shim(&cri, &live_pod).await?;
     ensure!(
-        is_same_file(&bin, Path::new(RUNC_SHIM)),
+        is_same_file(&bin, &trusted_shim_binary()),
         "survivor on {}",
         bin.display()
     );

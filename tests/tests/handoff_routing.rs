@@ -48,9 +48,10 @@ async fn trusted_namespace_lands_on_runc_with_record_and_audit() -> Result<()> {
 
             let (shim, bin) = pod_shim(&cri, &pod_id).await?;
             ensure!(
-                is_same_file(&bin, Path::new(RUNC_SHIM)),
-                "pod served by {} (pid {shim}), want {RUNC_SHIM}",
-                bin.display()
+                is_same_file(&bin, &trusted_shim_binary()),
+                "pod served by {} (pid {shim}), want {}",
+                bin.display(),
+                trusted_shim_binary().display()
             );
             let (cshim, _) = container_shim(&cri, &cid).await?;
             ensure!(
@@ -75,7 +76,7 @@ async fn trusted_namespace_lands_on_runc_with_record_and_audit() -> Result<()> {
                     .starts_with("sha256:"),
                 "record: {rec}"
             );
-            ensure!(rec["target"]["kind"] == "shim", "record: {rec}");
+            ensure!(rec["target"]["kind"] == trusted_target_kind(), "record: {rec}");
             let crec = fx.record(&cid)?;
             ensure!(crec["role"] == "container", "container record: {crec}");
             ensure!(
@@ -191,7 +192,7 @@ async fn glob_namespaces_match_and_near_misses_standin() -> Result<()> {
                 .context("RunPodSandbox sdewanx")?;
             let (_, bin) = pod_shim(&cri, &hit_id).await?;
             ensure!(
-                is_same_file(&bin, Path::new(RUNC_SHIM)),
+                is_same_file(&bin, &trusted_shim_binary()),
                 "sdewan-edge-7 on {}",
                 bin.display()
             );
@@ -710,7 +711,7 @@ async fn sixteen_concurrent_pods_land_correctly_standin() -> Result<()> {
             for (id, pod) in &ids {
                 let (_, bin) = pod_shim(&cri, id).await?;
                 let want = if pod.namespace == "sdewan-load" {
-                    Path::new(RUNC_SHIM).to_path_buf()
+                    trusted_shim_binary()
                 } else {
                     fx.standin()
                 };
@@ -796,7 +797,7 @@ async fn ctr_run_with_router_runtime_uses_containerd_namespace_standin() -> Resu
                     .parse()?;
                 let bin = exe(ppid(pid)?)?;
                 let want = if backend == "runc" {
-                    Path::new(RUNC_SHIM).to_path_buf()
+                    trusted_shim_binary()
                 } else {
                     fx.standin()
                 };

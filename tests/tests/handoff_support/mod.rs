@@ -59,12 +59,49 @@ deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runt
 allow_annotations = ["io.katacontainers.config.hypervisor.default_memory"]
 "#;
 
+/// Environment variable choosing the trusted tier of these suites: unset or `shim` =
+/// containerd's `containerd-shim-runc-v2` as a `shim` backend; `builtin` = the router's built-in
+/// backend driving runc (`scripts/test.sh` runs the suites both ways).
+pub const TRUSTED_TIER_ENV: &str = "ROUTER_E2E_TRUSTED_TIER";
+
+/// Whether the trusted tier is the built-in backend in this run.
+pub fn trusted_tier_builtin() -> bool {
+    std::env::var(TRUSTED_TIER_ENV).as_deref() == Ok("builtin")
+}
+
+/// The binary whose process serves a trusted pod in this run.
+pub fn trusted_shim_binary() -> PathBuf {
+    if trusted_tier_builtin() {
+        router_integration::binaries::router_shim_path()
+            .unwrap_or_else(|| PathBuf::from("containerd-shim-router-v2 (not built)"))
+    } else {
+        PathBuf::from(RUNC_SHIM)
+    }
+}
+
+/// The decision record's `target.kind` for a trusted pod in this run.
+pub fn trusted_target_kind() -> &'static str {
+    if trusted_tier_builtin() {
+        "builtin"
+    } else {
+        "shim"
+    }
+}
+
 /// The test policy for a harness.
 pub fn policy_for(h: &Containerd) -> String {
-    POLICY_TEMPLATE
+    let policy = POLICY_TEMPLATE
         .replace("{dir}", &h.dir().to_string_lossy())
         .replace("{root}", &h.root().to_string_lossy())
-        .replace("{state}", &h.state().to_string_lossy())
+        .replace("{state}", &h.state().to_string_lossy());
+    if trusted_tier_builtin() {
+        policy.replace(
+            "[backends.runc]\nkind = \"shim\"\nbinary = \"containerd-shim-runc-v2\"",
+            "[backends.runc]\nkind = \"builtin\"\nruntime = \"/usr/sbin/runc\"",
+        )
+    } else {
+        policy
+    }
 }
 
 /// The shared containerd of one test binary.
