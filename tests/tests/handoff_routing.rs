@@ -76,7 +76,10 @@ async fn trusted_namespace_lands_on_runc_with_record_and_audit() -> Result<()> {
                     .starts_with("sha256:"),
                 "record: {rec}"
             );
-            ensure!(rec["target"]["kind"] == trusted_target_kind(), "record: {rec}");
+            ensure!(
+                rec["target"]["kind"] == trusted_target_kind(),
+                "record: {rec}"
+            );
             let crec = fx.record(&cid)?;
             ensure!(crec["role"] == "container", "container record: {crec}");
             ensure!(
