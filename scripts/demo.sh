@@ -9,5 +9,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --quiet -p router-shim --bins
 cargo build --release --quiet -p router-integration --example demo
-target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-"$target/release/examples/demo"
+"${CARGO_TARGET_DIR:-target}/release/examples/demo"
