@@ -155,7 +155,17 @@ pub fn run(args: &ShimArgs) -> Result<String, StartError> {
 }
 
 fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
-    let args = ctx.args;
+    // Disjoint borrows of the context: inputs and policy are stored once and read in place (a
+    // 50-tenant policy is not cloned on the hot path), while the decision is still recorded for
+    // the audit of a later failure.
+    let Ctx {
+        args,
+        inputs: inputs_slot,
+        policy: policy_slot,
+        decision: decision_slot,
+        ..
+    } = ctx;
+    let args: &ShimArgs = args;
     let bundle = std::env::current_dir().map_err(StartError::Cwd)?;
     let spec_path = bundle.join("config.json");
     // One parse of the bytes straight into routing inputs: the start path is hot, and a full
@@ -172,19 +182,18 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
         Ok(inputs) => inputs,
         Err(e) => {
             // only so the refusal is audited where the policy says
-            ctx.policy = router_config::load(None).ok();
+            *policy_slot = router_config::load(None).ok();
             return Err(e);
         }
     };
-    ctx.inputs = Some(inputs.clone());
-    let policy = router_config::load(None)?;
-    ctx.policy = Some(policy.clone());
+    let inputs: &Inputs = inputs_slot.insert(inputs);
+    let policy: &Policy = policy_slot.insert(router_config::load(None)?);
     let routed = match &inputs.role {
         Role::Sandbox => {
             let decision =
-                router_core::decide_sandbox(&policy, &inputs).map_err(StartError::Refused)?;
-            ctx.decision = Some(decision.clone());
-            let target = resolve_backend(&policy, &decision.backend)?;
+                router_core::decide_sandbox(policy, inputs).map_err(StartError::Refused)?;
+            *decision_slot = Some(decision.clone());
+            let target = resolve_backend(policy, &decision.backend)?;
             Routed {
                 decision,
                 target,
@@ -194,9 +203,9 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
         Role::Container { sandbox_id } => {
             let sandbox = read_sandbox_record(&bundle, args, sandbox_id)?;
             let decision =
-                router_core::decide_container(&policy, &inputs, &sandbox.tenant, &sandbox.backend)
+                router_core::decide_container(policy, inputs, &sandbox.tenant, &sandbox.backend)
                     .map_err(StartError::Refused)?;
-            ctx.decision = Some(decision.clone());
+            *decision_slot = Some(decision.clone());
             check_target(&sandbox.backend, &sandbox.target)?;
             Routed {
                 decision,
@@ -289,27 +298,31 @@ fn resolve_backend(policy: &Policy, name: &str) -> Result<RecordedBackend, Start
         BackendKind::Builtin {
             runtime,
             runtime_args,
-        } => {
-            if !backend::builtin_available() {
-                return Err(BackendError::BuiltinUnavailable {
-                    backend: name.to_owned(),
-                }
-                .into());
-            }
-            let runtime = runtime.to_string_lossy();
-            let resolved =
-                handoff::resolve(name, &runtime, path_var().as_deref()).map_err(|_| {
-                    StartError::RuntimeMissing {
-                        backend: name.to_owned(),
-                        runtime: runtime.clone().into_owned(),
-                    }
-                })?;
-            Ok(RecordedBackend::Builtin {
-                runtime: resolved,
-                runtime_args: runtime_args.clone(),
-            })
-        }
+        } => Ok(RecordedBackend::Builtin {
+            runtime: resolve_runtime(name, runtime, path_var().as_deref())?,
+            runtime_args: runtime_args.clone(),
+        }),
     }
+}
+
+/// The built-in backend is compiled in and its OCI runtime resolves (on `path_var` for a name,
+/// or as an absolute path).
+fn resolve_runtime(
+    name: &str,
+    runtime: &Path,
+    path_var: Option<&std::ffi::OsStr>,
+) -> Result<PathBuf, StartError> {
+    if !backend::builtin_available() {
+        return Err(BackendError::BuiltinUnavailable {
+            backend: name.to_owned(),
+        }
+        .into());
+    }
+    let runtime = runtime.to_string_lossy();
+    handoff::resolve(name, &runtime, path_var).map_err(|_| StartError::RuntimeMissing {
+        backend: name.to_owned(),
+        runtime: runtime.into_owned(),
+    })
 }
 
 /// A container reuses its sandbox's resolved backend: check it is still there.
@@ -320,17 +333,7 @@ fn check_target(name: &str, target: &RecordedBackend) -> Result<(), StartError> 
             handoff::resolve(name, &s, None)?;
         }
         RecordedBackend::Builtin { runtime, .. } => {
-            if !backend::builtin_available() {
-                return Err(BackendError::BuiltinUnavailable {
-                    backend: name.to_owned(),
-                }
-                .into());
-            }
-            let s = runtime.to_string_lossy();
-            handoff::resolve(name, &s, None).map_err(|_| StartError::RuntimeMissing {
-                backend: name.to_owned(),
-                runtime: s.clone().into_owned(),
-            })?;
+            resolve_runtime(name, runtime, None)?;
         }
     }
     Ok(())
