@@ -85,13 +85,8 @@ struct Bench {
 impl Bench {
     async fn start(iterations: usize) -> Result<Bench> {
         let h = Containerd::start(
-            ContainerdOptions::with_policy(policy(
-                "/nonexistent",
-                "/nonexistent",
-                "/nonexistent",
-                "go-runc",
-            ))
-            .handler(RuntimeHandler::runc(GO_HANDLER)),
+            ContainerdOptions::with_policy(policy("go-runc"))
+                .handler(RuntimeHandler::runc(GO_HANDLER)),
         )
         .await
         .context("start the bench containerd")?;
@@ -108,13 +103,9 @@ impl Bench {
 
     /// Points the `bench` tenant at `backend`; the router reads the policy at every start.
     fn route_bench_to(&self, backend: &str) -> Result<()> {
-        let text = policy(
-            &self.h.dir().display().to_string(),
-            &self.h.root().display().to_string(),
-            &self.h.state().display().to_string(),
-            backend,
-        );
-        self.h.set_policy(&text).context("write policy")?;
+        self.h
+            .set_policy(&policy(backend))
+            .context("write policy")?;
         Ok(())
     }
 
@@ -180,11 +171,10 @@ impl Bench {
     }
 }
 
-fn policy(dir: &str, root: &str, state: &str, backend: &str) -> String {
+/// The bench policy with the `bench` tenant on `backend`; the harness fills `{dir}`, `{root}` and
+/// `{state}` when it writes the file.
+fn policy(backend: &str) -> String {
     POLICY_TEMPLATE
-        .replace("{dir}", dir)
-        .replace("{root}", root)
-        .replace("{state}", state)
         .replace("{backend}", backend)
         .replace("{gvisor_args}", GVISOR_ARGS)
 }
