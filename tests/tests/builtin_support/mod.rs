@@ -60,21 +60,10 @@ deny = ["host-network", "host-pid", "host-ipc", "privileged"]
 
 /// A harness whose trusted tier is the built-in backend.
 pub async fn start() -> Result<Containerd> {
-    // Started with the policy minus the harness paths, then given the full one.
-    let first = POLICY_TEMPLATE
-        .lines()
-        .filter(|l| !l.contains('{'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let h = Containerd::start(ContainerdOptions::with_policy(first))
+    // The harness fills `{dir}`, `{root}` and `{state}` when it writes the policy file.
+    Containerd::start(ContainerdOptions::with_policy(POLICY_TEMPLATE))
         .await
-        .context("start containerd")?;
-    let policy = POLICY_TEMPLATE
-        .replace("{dir}", &h.dir().display().to_string())
-        .replace("{root}", &h.root().display().to_string())
-        .replace("{state}", &h.state().display().to_string());
-    h.set_policy(&policy)?;
-    Ok(h)
+        .context("start containerd")
 }
 
 /// The pid of a process's parent.
