@@ -114,8 +114,8 @@ impl Bench {
         format!("{prefix}-{}", self.seq)
     }
 
-    /// RunPodSandbox + CreateContainer + StartContainer; returns the time taken and the pod id.
-    async fn pod_start(&mut self, handler: &str, ns: &str) -> Result<(Duration, String)> {
+    /// RunPodSandbox + CreateContainer + StartContainer; returns the time of each call and the pod id.
+    async fn pod_start(&mut self, handler: &str, ns: &str) -> Result<(PodTimes, String)> {
         let name = self.next_name("pod");
         pod_start(&self.h, &self.cri, handler, ns, &name, self.host_network).await
     }
@@ -131,7 +131,7 @@ impl Bench {
         &mut self,
         a: (&str, &str),
         b: (&str, &str),
-    ) -> Result<(Vec<f64>, Vec<f64>)> {
+    ) -> Result<(Vec<PodTimes>, Vec<PodTimes>)> {
         let (mut ta, mut tb) = (Vec::new(), Vec::new());
         // Warm-up: page cache, image unpack, first-use costs on both sides.
         for side in [a, b] {
@@ -144,9 +144,9 @@ impl Bench {
                 let (t, pod) = self.pod_start(side.0, side.1).await?;
                 self.remove(&pod).await?;
                 if side == a {
-                    ta.push(ms(t));
+                    ta.push(t);
                 } else {
-                    tb.push(ms(t));
+                    tb.push(t);
                 }
             }
         }
@@ -179,6 +179,20 @@ fn policy(backend: &str) -> String {
         .replace("{gvisor_args}", GVISOR_ARGS)
 }
 
+/// How long each CRI call of one pod start took, in ms.
+#[derive(Clone, Copy)]
+struct PodTimes {
+    run_pod: f64,
+    create: f64,
+    start: f64,
+}
+
+impl PodTimes {
+    fn total(&self) -> f64 {
+        self.run_pod + self.create + self.start
+    }
+}
+
 async fn pod_start(
     h: &Containerd,
     cri: &CriClient,
@@ -186,7 +200,7 @@ async fn pod_start(
     ns: &str,
     name: &str,
     host_network: bool,
-) -> Result<(Duration, String)> {
+) -> Result<(PodTimes, String)> {
     let pod = h.pod(ns, name).host_network(host_network);
     let sandbox = pod.build();
     let container = ContainerSpec::new("main")
@@ -198,10 +212,22 @@ async fn pod_start(
         .run_pod_with_handler(&sandbox, handler)
         .await
         .with_context(|| format!("RunPodSandbox {ns}/{name} (handler `{handler}`)"))?;
-    cri.run_container(&id, &sandbox, &container)
+    let t1 = Instant::now();
+    let cid = cri
+        .create_container(&id, &sandbox, &container)
+        .await
+        .with_context(|| format!("create container of {ns}/{name}"))?;
+    let t2 = Instant::now();
+    cri.start_container(&cid)
         .await
         .with_context(|| format!("start container of {ns}/{name}"))?;
-    Ok((t0.elapsed(), id))
+    let t3 = Instant::now();
+    let times = PodTimes {
+        run_pod: ms(t1 - t0),
+        create: ms(t2 - t1),
+        start: ms(t3 - t2),
+    };
+    Ok((times, id))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -220,6 +246,31 @@ fn print_latency_row(what: &str, ours: &[f64], go: &[f64]) {
     );
 }
 
+/// The whole-pod row, then one row per CRI call.
+fn print_pod_rows(ours: &[PodTimes], go: &[PodTimes]) {
+    let col = |v: &[PodTimes], f: fn(&PodTimes) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+    print_latency_row(
+        "pod start (RunPodSandbox+Create+Start)",
+        &col(ours, PodTimes::total),
+        &col(go, PodTimes::total),
+    );
+    print_latency_row(
+        "… RunPodSandbox",
+        &col(ours, |t| t.run_pod),
+        &col(go, |t| t.run_pod),
+    );
+    print_latency_row(
+        "… CreateContainer",
+        &col(ours, |t| t.create),
+        &col(go, |t| t.create),
+    );
+    print_latency_row(
+        "… StartContainer",
+        &col(ours, |t| t.start),
+        &col(go, |t| t.start),
+    );
+}
+
 fn latency_header(ours: &str, go: &str) {
     println!("| what (ms) | {ours} p50 | {ours} p90 | {go} p50 | {go} p90 | ratio of p50 |");
     println!("|---|---|---|---|---|---|");
@@ -230,7 +281,7 @@ async fn bench_handoff(b: &mut Bench) -> Result<()> {
     let (router, direct) = b.alternate((ROUTER_HANDLER, NS), (GO_HANDLER, NS)).await?;
     println!("\n### hand-off: router → containerd-shim-runc-v2 vs containerd-shim-runc-v2 directly ({} pods each)\n", b.iterations);
     latency_header("router", "direct");
-    print_latency_row("pod start (RunPodSandbox+Create+Start)", &router, &direct);
+    print_pod_rows(&router, &direct);
     Ok(())
 }
 
@@ -254,7 +305,7 @@ async fn bench_builtin(b: &mut Bench) -> Result<()> {
         b.iterations
     );
     latency_header("built-in", "Go shim");
-    print_latency_row("CRI pod start (RunPodSandbox+Create+Start)", &ours, &go);
+    print_pod_rows(&ours, &go);
     print_latency_row("`ctr run --rm ... /bin/true`", &ctr_ours, &ctr_go);
     Ok(())
 }
@@ -424,7 +475,7 @@ async fn bench_gvisor(b: &mut Bench) -> Result<()> {
     let (gvisor, runc) = result?;
     println!("\n### gVisor tier (built-in backend, runsc) vs runc tier (built-in backend, runc) ({} pods each)\n", b.iterations);
     latency_header("gVisor", "runc");
-    print_latency_row("pod start (RunPodSandbox+Create+Start)", &gvisor, &runc);
+    print_pod_rows(&gvisor, &runc);
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use compact_str::CompactString;
+
 use crate::model::{Backend, BackendKind, DenyRule, Isolation, Policy, PolicySource, Tenant};
 
 const MAGIC: &[u8; 4] = b"RRP1";
@@ -75,12 +77,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
         1 => Some(PathBuf::from(r.str()?)),
         _ => return None,
     };
-    let default_tenant = r.str()?;
-    let allowed_host_paths = r.strs()?;
+    let default_tenant = r.name()?;
+    let allowed_host_paths = r.names()?;
     let digest = r.str()?;
     let mut backends = BTreeMap::new();
     for _ in 0..r.len()? {
-        let name = r.str()?;
+        let name = r.name()?;
         let isolation = iso_from(r.u8()?)?;
         let kind = match r.u8()? {
             0 => BackendKind::Builtin {
@@ -109,15 +111,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
     }
     let mut tenants = BTreeMap::new();
     for _ in 0..r.len()? {
-        let name = r.str()?;
-        let namespaces = r.strs()?;
-        let containerd_namespaces = r.strs()?;
-        let backend = r.str()?;
+        let name = r.name()?;
+        let namespaces = r.names()?;
+        let containerd_namespaces = r.names()?;
+        let backend = r.name()?;
         let mut deny = Vec::new();
         for _ in 0..r.len()? {
             deny.push(deny_from(r.u8()?)?);
         }
-        let allow_annotations = r.strs()?;
+        let allow_annotations = r.names()?;
         tenants.insert(
             name.clone(),
             Tenant {
@@ -184,10 +186,10 @@ fn put_str(w: &mut Vec<u8>, s: &str) {
     w.extend_from_slice(s.as_bytes());
 }
 
-fn put_strs(w: &mut Vec<u8>, v: &[String]) {
+fn put_strs<S: AsRef<str>>(w: &mut Vec<u8>, v: &[S]) {
     put_len(w, v.len());
     for s in v {
-        put_str(w, s);
+        put_str(w, s.as_ref());
     }
 }
 
@@ -224,6 +226,21 @@ impl<'a> Reader<'a> {
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             v.push(self.str()?);
+        }
+        Some(v)
+    }
+    /// A name or pattern: short ones are stored inline, without an allocation.
+    fn name(&mut self) -> Option<CompactString> {
+        let n = self.len()?;
+        std::str::from_utf8(self.take(n)?)
+            .ok()
+            .map(CompactString::new)
+    }
+    fn names(&mut self) -> Option<Vec<CompactString>> {
+        let n = self.len()?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(self.name()?);
         }
         Some(v)
     }

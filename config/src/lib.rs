@@ -14,13 +14,14 @@ mod raw;
 mod validate;
 
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
 pub use cache::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
+pub use compact_str::CompactString;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{Backend, BackendKind, DenyRule, Isolation, Policy, PolicySource, Tenant};
 pub use validate::{DEFAULT_ALLOWED_HOST_PATHS, RUNTIME_ANNOTATION_PREFIXES};
@@ -91,14 +92,20 @@ pub fn policy_path(explicit: Option<&Path>) -> PathBuf {
 
 /// Explicit path, else `$RUNTIME_ROUTER_CONFIG`, else `DEFAULT_POLICY_PATH`. A file that does not
 /// exist (ENOENT) → embedded default; any other read/parse/validation failure → `Err` (fail closed).
-/// The file is read every time; its validated form is memoised by content digest (see `cache`).
+/// The file is read every time; its validated form is memoised per file and checked against the
+/// text just read (see `cache`).
 pub fn load(explicit: Option<&Path>) -> Result<Policy, ConfigError> {
     let path = policy_path(explicit);
     let read_err = |source: std::io::Error| ConfigError::Read {
         path: path.clone(),
         source,
     };
-    let mut file = match std::fs::File::open(&path) {
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        // a fifo planted at the policy path must not hang `start`
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(embedded_default()),
         Err(e) => return Err(read_err(e)),
@@ -107,12 +114,15 @@ pub fn load(explicit: Option<&Path>) -> Result<Policy, ConfigError> {
     if meta.is_dir() {
         return Err(read_err(std::io::Error::other("is a directory")));
     }
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::other("not a regular file")));
+    }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20));
     file.read_to_end(&mut bytes).map_err(read_err)?;
-    let sum = digest(&bytes);
+    let id = cache::FileId::of(&meta);
     let cache_dir = cache::dir_from_env();
     if let Some(dir) = &cache_dir {
-        if let Some(mut p) = cache::lookup(dir, &sum, meta.uid()) {
+        if let Some(mut p) = cache::lookup(dir, &id, &bytes) {
             p.source = PolicySource::File(path);
             return Ok(p);
         }
@@ -124,9 +134,9 @@ pub fn load(explicit: Option<&Path>) -> Result<Policy, ConfigError> {
         ))
     })?;
     let mut policy = validate::parse_policy(&text, &path, PolicySource::File(path.clone()))?;
-    policy.digest = sum;
+    policy.digest = digest(text.as_bytes());
     if let Some(dir) = &cache_dir {
-        cache::store(dir, &policy, meta.uid());
+        cache::store(dir, &id, text.as_bytes(), &policy);
     }
     Ok(policy)
 }

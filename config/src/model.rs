@@ -1,10 +1,13 @@
 //! The validated policy model: backends, tenants, deny rules and isolation levels.
-//! Everything here is plain data; parsing and validation live in `validate.rs`.
+//! Everything here is plain data; parsing and validation live in `validate.rs`. Names, patterns
+//! and annotation keys are `CompactString`s (inline up to 24 bytes), so the `start` path builds a
+//! 50-tenant policy from its cached form with a few hundred fewer allocations.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// Isolation tiers, ordered from weakest to strongest: `Container < Sandbox < Vm`.
@@ -79,7 +82,7 @@ impl BackendKind {
 /// One entry of `[backends.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backend {
-    pub name: String,
+    pub name: CompactString,
     pub kind: BackendKind,
     pub isolation: Isolation,
 }
@@ -134,16 +137,16 @@ impl fmt::Display for DenyRule {
 /// One entry of `[tenants.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
-    pub name: String,
+    pub name: CompactString,
     /// Kubernetes namespaces: exact names or globs (`*` any run of characters, `?` one character).
-    pub namespaces: Vec<String>,
+    pub namespaces: Vec<CompactString>,
     /// containerd namespaces, for tasks started without CRI; same pattern syntax.
-    pub containerd_namespaces: Vec<String>,
+    pub containerd_namespaces: Vec<CompactString>,
     /// Name of a key of `Policy::backends`.
-    pub backend: String,
+    pub backend: CompactString,
     pub deny: Vec<DenyRule>,
     /// Runtime annotations let through despite `deny = ["runtime-annotations"]`: exact keys or `prefix*`.
-    pub allow_annotations: Vec<String>,
+    pub allow_annotations: Vec<CompactString>,
 }
 
 impl Tenant {
@@ -174,10 +177,10 @@ impl fmt::Display for PolicySource {
 pub struct Policy {
     pub version: u32,
     pub audit_log: Option<PathBuf>,
-    pub default_tenant: String,
-    pub allowed_host_paths: Vec<String>,
-    pub backends: BTreeMap<String, Backend>,
-    pub tenants: BTreeMap<String, Tenant>,
+    pub default_tenant: CompactString,
+    pub allowed_host_paths: Vec<CompactString>,
+    pub backends: BTreeMap<CompactString, Backend>,
+    pub tenants: BTreeMap<CompactString, Tenant>,
     pub source: PolicySource,
     /// `"sha256:<hex>"` of the policy text.
     pub digest: String,

@@ -415,7 +415,7 @@ fn load_falls_back_only_on_missing_file() {
     std::fs::write(&good, SPEC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
     let pol = load(Some(&good)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pol.source, PolicySource::File(good.clone()));
-    // loaded twice (the second time from the digest cache) and after an edit: always the file's content
+    // loaded twice (the second time from the cache) and after an edit: always the file's content
     let again = load(Some(&good)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again, pol);
     std::fs::write(&good, SPEC_EXAMPLE.replace("\"telemetry\", ", ""))
@@ -436,37 +436,57 @@ fn load_falls_back_only_on_missing_file() {
 
 #[test]
 fn cache_roundtrip_and_distrust() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("rr-cache-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cache = dir.join("cache");
     let pol = p(SPEC_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
-    let uid = std::fs::metadata(std::env::temp_dir())
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0);
-    let me = {
-        let probe = dir.join("probe");
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(&probe, "x");
-        std::fs::metadata(&probe)
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-            .unwrap_or(uid)
-    };
-    assert!(cache::lookup(&cache, &pol.digest, me).is_none());
-    cache::store(&cache, &pol, me);
+    let text = SPEC_EXAMPLE.as_bytes();
+    let file = dir.join("policy.toml");
+    let _ = std::fs::create_dir_all(&dir);
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+    let id = std::fs::metadata(&file)
+        .map(|m| cache::FileId::of(&m))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(cache::lookup(&cache, &id, text).is_none());
+    cache::store(&cache, &id, text, &pol);
     let mut embedded = pol.clone();
     embedded.source = PolicySource::Embedded;
-    assert_eq!(
-        cache::lookup(&cache, &pol.digest, me).as_ref(),
-        Some(&embedded)
-    );
-    // another owner, or a group-writable directory, is not trusted
-    assert!(cache::lookup(&cache, &pol.digest, me + 1).is_none());
-    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(cache::lookup(&cache, &id, text).as_ref(), Some(&embedded));
+    // another text for the same file (an edit, however fast), or another file: not used
+    let edited = format!("{SPEC_EXAMPLE}\n#x\n");
+    assert!(cache::lookup(&cache, &id, edited.as_bytes()).is_none());
+    assert!(cache::lookup(&cache, &id, &text[..text.len() - 1]).is_none());
+    let other_file = cache::FileId {
+        ino: id.ino + 1,
+        ..id
+    };
+    assert!(cache::lookup(&cache, &other_file, text).is_none());
+    // another owner, or a group-writable directory or entry, is not trusted
+    let stranger = cache::FileId {
+        owner: id.owner + 1,
+        ..id
+    };
+    assert!(cache::lookup(&cache, &stranger, text).is_none());
     let _ = std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o770));
-    assert!(cache::lookup(&cache, &pol.digest, me).is_none());
+    assert!(cache::lookup(&cache, &id, text).is_none());
     let _ = std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700));
-    // a tampered entry whose digest does not match is ignored
-    let other = p(&format!("{SPEC_EXAMPLE}\n#x\n")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(cache::lookup(&cache, &other.digest, me).is_none());
+    assert!(cache::lookup(&cache, &id, text).is_some());
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let _ = std::fs::set_permissions(&entries[0], std::fs::Permissions::from_mode(0o620));
+    assert!(cache::lookup(&cache, &id, text).is_none());
+    // a damaged entry is ignored; storing again repairs it
+    std::fs::write(&entries[0], b"RRC3garbage").unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::set_permissions(&entries[0], std::fs::Permissions::from_mode(0o600));
+    assert!(cache::lookup(&cache, &id, text).is_none());
+    cache::store(&cache, &id, text, &pol);
+    assert_eq!(cache::lookup(&cache, &id, text).as_ref(), Some(&embedded));
+    // an entry that is a symlink is not followed
+    let _ = std::fs::remove_file(&entries[0]);
+    std::os::unix::fs::symlink(&file, &entries[0]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cache::lookup(&cache, &id, text).is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -177,8 +177,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawPolicy, source: PolicySource) -> Option<Polic
     Some(Policy {
         version,
         audit_log,
-        default_tenant,
-        allowed_host_paths,
+        default_tenant: default_tenant.into(),
+        allowed_host_paths: allowed_host_paths.into_iter().map(Into::into).collect(),
         backends,
         tenants,
         source,
@@ -393,7 +393,7 @@ fn build_backend(
     };
     match (ok, kind, isolation) {
         (true, Some(kind), Some(isolation)) => Some(Backend {
-            name: name.get_ref().clone(),
+            name: name.get_ref().as_str().into(),
             kind,
             isolation,
         }),
@@ -566,12 +566,13 @@ fn build_tenant(
         return None;
     }
     let [namespaces, containerd_namespaces] = out;
+    let names = |v: Vec<String>| v.into_iter().map(Into::into).collect();
     Some(Tenant {
-        name: tname,
-        namespaces,
-        containerd_namespaces,
-        backend,
+        name: tname.into(),
+        namespaces: names(namespaces),
+        containerd_namespaces: names(containerd_namespaces),
+        backend: backend.into(),
         deny,
-        allow_annotations,
+        allow_annotations: names(allow_annotations),
     })
 }

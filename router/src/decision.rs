@@ -91,9 +91,9 @@ pub fn decide_sandbox(policy: &Policy, inputs: &Inputs) -> Result<Decision, Refu
     let mut backend = own;
     if let Some(asked) = inputs.annotations.get(ann::BACKEND_OVERRIDE) {
         let field = format!("annotations[{}]", ann::BACKEND_OVERRIDE);
-        let Some(b) = policy.backends.get(asked) else {
+        let Some(b) = policy.backends.get(asked.as_str()) else {
             return Err(Refusal {
-                tenant: Some(tenant.name.clone()),
+                tenant: Some(tenant.name.to_string()),
                 rule: "override".to_string(),
                 field,
                 message: format!(
@@ -104,7 +104,7 @@ pub fn decide_sandbox(policy: &Policy, inputs: &Inputs) -> Result<Decision, Refu
         };
         if b.isolation < own.isolation {
             return Err(Refusal {
-                tenant: Some(tenant.name.clone()),
+                tenant: Some(tenant.name.to_string()),
                 rule: "override".to_string(),
                 field,
                 message: format!(
@@ -256,8 +256,8 @@ fn checked(
         what,
     )?;
     Ok(Decision {
-        tenant: tenant.name.clone(),
-        backend: backend.name.clone(),
+        tenant: tenant.name.to_string(),
+        backend: backend.name.to_string(),
         isolation: backend.isolation,
         rule,
         reasons,

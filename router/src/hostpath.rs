@@ -49,9 +49,9 @@ pub fn allowed_by(normalized: &str, entry: &str) -> bool {
 }
 
 /// Whether the host path `source` is inside one of the `allowed` entries.
-pub fn is_allowed(source: &str, allowed: &[String]) -> bool {
+pub fn is_allowed<S: AsRef<str>>(source: &str, allowed: &[S]) -> bool {
     match normalize(source) {
-        Some(n) => allowed.iter().any(|e| allowed_by(&n, e)),
+        Some(n) => allowed.iter().any(|e| allowed_by(&n, e.as_ref())),
         None => false,
     }
 }

@@ -8,6 +8,7 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations as ann;
+use crate::specflags::{BindOption, CapSet};
 
 /// What the task is within its pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,8 +95,10 @@ pub fn inputs_from_spec(spec: &Spec, containerd_namespace: &str, id: &str) -> In
 
 fn light_from_spec(spec: &Spec) -> LightSpec {
     let caps = |set: &Option<oci_spec::runtime::Capabilities>| {
-        set.as_ref()
-            .map(|s| s.iter().map(|c| c.to_string()).collect::<Vec<String>>())
+        set.as_ref().map(|s| {
+            let names: Vec<String> = s.iter().map(|c| c.to_string()).collect();
+            CapSet::from_names(names.iter().map(String::as_str))
+        })
     };
     LightSpec {
         annotations: spec
@@ -111,7 +114,10 @@ fn light_from_spec(spec: &Spec) -> LightSpec {
                         .as_ref()
                         .map(|p| p.to_string_lossy().into_owned()),
                     kind: m.typ().clone(),
-                    options: m.options().clone(),
+                    options: m
+                        .options()
+                        .as_ref()
+                        .map(|o| BindOption::from_options(o.iter().map(String::as_str))),
                 })
                 .collect()
         }),
@@ -200,8 +206,9 @@ struct LightMount {
     source: Option<String>,
     #[serde(default, rename = "type")]
     kind: Option<String>,
+    /// Only whether `bind`/`rbind` is among them.
     #[serde(default)]
-    options: Option<Vec<String>>,
+    options: Option<BindOption>,
 }
 
 #[derive(Deserialize)]
@@ -213,15 +220,15 @@ struct LightProcess {
 #[derive(Deserialize)]
 struct LightCaps {
     #[serde(default)]
-    bounding: Option<Vec<String>>,
+    bounding: Option<CapSet>,
     #[serde(default)]
-    effective: Option<Vec<String>>,
+    effective: Option<CapSet>,
     #[serde(default)]
-    permitted: Option<Vec<String>>,
+    permitted: Option<CapSet>,
     #[serde(default)]
-    inheritable: Option<Vec<String>>,
+    inheritable: Option<CapSet>,
     #[serde(default)]
-    ambient: Option<Vec<String>>,
+    ambient: Option<CapSet>,
 }
 
 #[derive(Deserialize)]
@@ -258,60 +265,6 @@ struct LightDevice {
     minor: Option<i64>,
     #[serde(default)]
     access: Option<String>,
-}
-
-/// The capabilities every Linux kernel since 3.16 knows (0..=37, up to CAP_AUDIT_READ). A set
-/// holding all of them is "all capabilities": CRI's privileged mode grants every capability the
-/// host kernel knows, which always includes these.
-pub const BASE_CAPABILITIES: [&str; 38] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-];
-
-fn has_all_caps(set: &[String]) -> bool {
-    if set.len() < BASE_CAPABILITIES.len() {
-        return false;
-    }
-    BASE_CAPABILITIES.iter().all(|c| {
-        set.iter()
-            .any(|s| s.eq_ignore_ascii_case(c) || s.eq_ignore_ascii_case(&c[4..]))
-    })
 }
 
 fn is_wildcard(v: Option<i64>) -> bool {
@@ -386,7 +339,7 @@ impl LightSpec {
                     ("ambient", &caps.ambient),
                 ];
                 for (name, set) in sets {
-                    if set.as_deref().is_some_and(has_all_caps) {
+                    if set.is_some_and(CapSet::is_all) {
                         privileged_field = Some(format!("process.capabilities.{name}"));
                         break;
                     }
@@ -399,11 +352,7 @@ impl LightSpec {
             .into_iter()
             .map(|m| {
                 let kind = m.kind.unwrap_or_default();
-                let bind = kind == "bind"
-                    || m.options
-                        .iter()
-                        .flatten()
-                        .any(|o| o == "bind" || o == "rbind");
+                let bind = kind == "bind" || m.options.is_some_and(|o| o.0);
                 MountInput {
                     source: m.source.unwrap_or_default(),
                     destination: m.destination,

@@ -6,13 +6,14 @@ mod decision;
 pub mod hostpath;
 mod inputs;
 pub mod rules;
+mod specflags;
 mod tenant;
 
 pub use decision::{decide_container, decide_sandbox, Decision, Refusal};
 pub use inputs::{
     inputs_from_config_json, inputs_from_spec, parse_spec, Inputs, MountInput, Role, SpecError,
-    BASE_CAPABILITIES,
 };
+pub use specflags::BASE_CAPABILITIES;
 pub use tenant::{match_tenant, TenantMatch};
 
 #[cfg(test)]

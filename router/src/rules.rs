@@ -12,11 +12,14 @@ pub const PSEUDO_FS_TYPES: [&str; 10] = [
 ];
 
 /// Whether `key` is let through by an `allow_annotations` entry (exact key, or `prefix*`).
-pub fn annotation_allowed(key: &str, allow: &[String]) -> bool {
-    allow.iter().any(|a| match a.strip_suffix('*') {
-        Some(prefix) => key.starts_with(prefix),
-        None => a == key,
-    })
+pub fn annotation_allowed<S: AsRef<str>>(key: &str, allow: &[S]) -> bool {
+    allow
+        .iter()
+        .map(AsRef::as_ref)
+        .any(|a| match a.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => a == key,
+        })
 }
 
 /// Whether `key` is an annotation that steers a sandbox runtime.
@@ -37,7 +40,7 @@ pub fn check_deny(
     for rule in &tenant.deny {
         if let Some((field, message)) = violation(policy, tenant, *rule, inputs, what) {
             return Err(Refusal {
-                tenant: Some(tenant.name.clone()),
+                tenant: Some(tenant.name.to_string()),
                 rule: format!("deny:{rule}"),
                 field,
                 message,

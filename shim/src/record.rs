@@ -4,8 +4,8 @@
 //! sandbox's backend), read by a container's `start` (from its sandbox's bundle) and by `delete`.
 //! It carries the backend as resolved at decision time (binary path and env, or OCI runtime), so
 //! `delete` and later containers never depend on the policy file still saying the same thing.
-//! Written atomically (temp file created exclusively in the bundle, fsync, rename, fsync of the
-//! directory) and never through a symlink.
+//! Written atomically (temp file created exclusively in the bundle, then renamed over the name;
+//! no fsync, see `write`) and never through a symlink.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;

@@ -223,7 +223,13 @@ fn read_spec(path: &Path) -> Result<Vec<u8>, StartError> {
         source,
     };
     let f = File::open(path).map_err(err)?;
-    let mut bytes = Vec::new();
+    // sized from fstat: one read instead of a doubling series of them
+    let size = f
+        .metadata()
+        .map(|m| m.len())
+        .unwrap_or(0)
+        .min(MAX_SPEC_BYTES);
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
     f.take(MAX_SPEC_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(err)?;

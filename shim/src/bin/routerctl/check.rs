@@ -36,11 +36,11 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn list(v: &[String]) -> String {
+fn list<S: AsRef<str>>(v: &[S]) -> String {
     if v.is_empty() {
         "-".to_string()
     } else {
-        v.join(",")
+        v.iter().map(AsRef::as_ref).collect::<Vec<&str>>().join(",")
     }
 }
 
@@ -115,7 +115,7 @@ fn print_policy(p: &Policy) {
                 ),
             };
             vec![
-                b.name.clone(),
+                b.name.to_string(),
                 b.kind.as_str().to_string(),
                 b.isolation.to_string(),
                 target,
@@ -135,7 +135,7 @@ fn print_policy(p: &Policy) {
             let name = if t.name == p.default_tenant {
                 format!("{} (default)", t.name)
             } else {
-                t.name.clone()
+                t.name.to_string()
             };
             let iso = p
                 .backends
@@ -144,7 +144,7 @@ fn print_policy(p: &Policy) {
                 .unwrap_or_default();
             vec![
                 name,
-                t.backend.clone(),
+                t.backend.to_string(),
                 iso,
                 list(&t.namespaces),
                 list(&t.containerd_namespaces),

@@ -260,7 +260,7 @@ fn check_annotations(h: &Handler, policy: &Policy, warnings: &mut Vec<String>) {
             // a `prefix*` entry is probed with one key under the prefix
             let probe = match a.strip_suffix('*') {
                 Some(prefix) => format!("{prefix}x"),
-                None => a.clone(),
+                None => a.to_string(),
             };
             if !passes(h, &probe) {
                 warnings.push(format!(

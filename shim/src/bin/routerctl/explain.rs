@@ -145,7 +145,7 @@ pub fn run(a: &ExplainArgs) -> u8 {
 fn print_decision(p: &Policy, d: &Decision, notes: &[String]) {
     out!("decision:  allowed");
     out!("tenant:    {}", d.tenant);
-    let how = match p.backends.get(&d.backend).map(|b| &b.kind) {
+    let how = match p.backends.get(d.backend.as_str()).map(|b| &b.kind) {
         Some(BackendKind::Builtin { runtime, .. }) => {
             format!("builtin, runtime {}", runtime.display())
         }
@@ -165,7 +165,7 @@ fn print_decision(p: &Policy, d: &Decision, notes: &[String]) {
     for n in notes {
         out!("  - {n}");
     }
-    if let Some(b) = p.backends.get(&d.backend) {
+    if let Some(b) = p.backends.get(d.backend.as_str()) {
         let prog = match &b.kind {
             BackendKind::Builtin { runtime, .. } => runtime.display().to_string(),
             BackendKind::Shim { binary, .. } => binary.clone(),
