@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs runtime-router on a node that already runs containerd (1.6 or newer, config version 2).
-# Usage: deploy/install-node.sh [TARGET_DIR]   (run from a checkout after `cargo build --release`)
+# Usage: deploy/install-node.sh [TARGET_DIR]   (run from a checkout after `scripts/build-shim.sh --release`)
 # It copies the binaries, installs the policy only if none exists, validates it together with the
 # containerd config, and tells you what to add to containerd's config. It never restarts containerd.
 set -euo pipefail
@@ -12,7 +12,7 @@ containerd_config=${CONTAINERD_CONFIG:-/etc/containerd/config.toml}
 
 for bin in containerd-shim-router-v2 routerctl; do
     if [ ! -x "$target/$bin" ]; then
-        echo "missing $target/$bin: build with 'cargo build --release' first" >&2
+        echo "missing $target/$bin: build with 'scripts/build-shim.sh --release' first" >&2
         exit 1
     fi
     install -m 0755 "$target/$bin" "$prefix/$bin"

@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cargo build --release --quiet -p router-shim --bins
+bash scripts/build-shim.sh --release
 cargo build --release --quiet -p router-integration --example demo
 "${CARGO_TARGET_DIR:-target}/release/examples/demo"

@@ -30,10 +30,16 @@ set +e
 cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$test_log"
 test_status=${PIPESTATUS[0]}
 # The hand-off suites again, with the trusted tier on the built-in backend instead of
-# containerd-shim-runc-v2 (issue 4: every hand-off proof must hold for the built-in backend too).
+# containerd-shim-runc-v2 (issue 4: every hand-off proof must hold for the built-in backend too),
+# and run against the binaries as they ship: release, the shim linked statically
+# (scripts/build-shim.sh), so the artifact the README installs is the one proven end to end.
 if [ "$test_status" -eq 0 ]; then
-    step "hand-off suites with the trusted tier on the built-in backend"
-    ROUTER_E2E_TRUSTED_TIER=builtin cargo test -p router-e2e --no-fail-fast \
+    step "release build of the shipped binaries"
+    bash scripts/build-shim.sh --release
+    step "hand-off suites with the trusted tier on the built-in backend (shipped binaries)"
+    ROUTER_BIN_DIR="$(cargo metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release" \
+        ROUTER_E2E_TRUSTED_TIER=builtin cargo test -p router-e2e --no-fail-fast \
         --test handoff_routing --test handoff_policy --test handoff_restart \
         -- --test-threads=2 2>&1 | tee -a "$test_log"
     test_status=${PIPESTATUS[0]}

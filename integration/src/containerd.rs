@@ -63,6 +63,10 @@ pub struct ContainerdOptions {
     pub import_images: bool,
     /// The containerd binary (default `containerd` on PATH).
     pub containerd_binary: PathBuf,
+    /// Put containerd's state dir (task bundles, shim files) on a tmpfs of its own, as it is on a
+    /// real node (`/run/containerd` on `/run`, a tmpfs on every systemd distribution), rather than
+    /// on the temp dir's disk (default true; falls back to disk with a warning if mounting fails).
+    pub state_on_tmpfs: bool,
 }
 
 impl Default for ContainerdOptions {
@@ -82,6 +86,7 @@ impl Default for ContainerdOptions {
             startup_timeout: Duration::from_secs(120),
             import_images: true,
             containerd_binary: PathBuf::from("containerd"),
+            state_on_tmpfs: true,
         }
     }
 }
@@ -198,6 +203,15 @@ impl Containerd {
         ] {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
+        }
+        if opts.state_on_tmpfs {
+            // unmounted by the teardown (and the reaper) with every other mount under the dir
+            if let Err(e) = crate::mounts::mount_tmpfs(&paths.state) {
+                log::warn!(
+                    "containerd state stays on disk: cannot mount a tmpfs on {}: {e}",
+                    paths.state.display()
+                );
+            }
         }
         standin::install_standin(&paths.standin_dir)?;
 

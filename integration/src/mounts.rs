@@ -3,7 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::mount::{umount2, MntFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+/// Mounts a fresh tmpfs on `dir` (mode 0711, like `/run`).
+pub fn mount_tmpfs(dir: &Path) -> nix::Result<()> {
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0711"),
+    )
+}
 
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
