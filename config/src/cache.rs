@@ -23,9 +23,9 @@ pub const CACHE_DIR_ENV: &str = "RUNTIME_ROUTER_CACHE_DIR";
 /// Default cache directory (tmpfs on most distributions: gone at reboot).
 pub const DEFAULT_CACHE_DIR: &str = "/run/runtime-router/policy-cache";
 /// Bumped whenever the entry layout or the serialized `Policy` changes shape.
-const SCHEMA: u32 = 3;
+const SCHEMA: u32 = 4;
 /// First bytes of an entry.
-const MAGIC: &[u8; 4] = b"RRC3";
+const MAGIC: &[u8; 4] = b"RRC4";
 /// Entries kept before old ones are pruned.
 const MAX_ENTRIES: usize = 32;
 /// An entry larger than this is not read (a policy file is a few tens of KiB).

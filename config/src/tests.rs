@@ -479,7 +479,7 @@ fn cache_roundtrip_and_distrust() {
     let _ = std::fs::set_permissions(&entries[0], std::fs::Permissions::from_mode(0o620));
     assert!(cache::lookup(&cache, &id, text).is_none());
     // a damaged entry is ignored; storing again repairs it
-    std::fs::write(&entries[0], b"RRC3garbage").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&entries[0], b"RRC4garbage").unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::set_permissions(&entries[0], std::fs::Permissions::from_mode(0o600));
     assert!(cache::lookup(&cache, &id, text).is_none());
     cache::store(&cache, &id, text, &pol);
