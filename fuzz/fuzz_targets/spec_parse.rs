@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = router_core::decide_sandbox(&policy, &inputs) {
         let own = policy
             .tenants
-            .get(&d.tenant)
+            .get(d.tenant.as_str())
             .and_then(|t| policy.backends.get(&t.backend))
             .map(|b| b.isolation);
         assert!(Some(d.isolation) >= own, "isolation lowered: {d:?}");
