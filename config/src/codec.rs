@@ -100,7 +100,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
         _ => return None,
     };
     let default_tenant = r.name()?;
-    let allowed_host_paths = r.names()?;
+    let allowed_host_paths = r.texts()?;
     let digest = r.str()?;
     let mut backends = BTreeMap::new();
     for _ in 0..r.len()? {
@@ -109,7 +109,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
         let kind = match r.u8()? {
             0 => BackendKind::Builtin {
                 runtime: PathBuf::from(r.str()?),
-                runtime_args: r.strs()?,
+                runtime_args: r.texts()?,
             },
             1 => {
                 let binary = r.str()?;
@@ -134,14 +134,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
     let mut tenants = BTreeMap::new();
     for _ in 0..r.len()? {
         let name = r.name()?;
-        let namespaces = r.names()?;
-        let containerd_namespaces = r.names()?;
+        let namespaces = r.texts()?;
+        let containerd_namespaces = r.texts()?;
         let backend = r.name()?;
         let mut deny = Vec::new();
         for _ in 0..r.len()? {
             deny.push(deny_from(r.u8()?)?);
         }
-        let allow_annotations = r.names()?;
+        let allow_annotations = r.texts()?;
         tenants.insert(
             name.clone(),
             Tenant {
@@ -263,25 +263,18 @@ impl<'a> Reader<'a> {
         Some(s)
     }
     fn str(&mut self) -> Option<String> {
-        self.text().map(str::to_string)
-    }
-    fn strs(&mut self) -> Option<Vec<String>> {
-        let n = self.len()?;
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            v.push(self.str()?);
-        }
-        Some(v)
+        self.text().map(String::from)
     }
     /// A name or pattern: short ones are stored inline, without an allocation.
     fn name(&mut self) -> Option<CompactString> {
-        self.text().map(CompactString::new)
+        self.text().map(CompactString::from)
     }
-    fn names(&mut self) -> Option<Vec<CompactString>> {
+    /// A counted list of strings, as `String`s or `CompactString`s.
+    fn texts<T: From<&'a str>>(&mut self) -> Option<Vec<T>> {
         let n = self.len()?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
-            v.push(self.name()?);
+            v.push(T::from(self.text()?));
         }
         Some(v)
     }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 /// The capabilities every Linux kernel since 3.16 knows (0..=37, up to CAP_AUDIT_READ). A set
 /// holding all of them is "all capabilities": CRI's privileged mode grants every capability the
@@ -60,8 +60,8 @@ impl CapSet {
 
     /// Adds one capability name, spelled `CAP_X` or `X`, in any case.
     fn add(&mut self, name: &str) {
-        let bare = match name.get(..4) {
-            Some(p) if p.eq_ignore_ascii_case("CAP_") => &name[4..],
+        let bare = match (name.get(..4), name.get(4..)) {
+            (Some(p), Some(rest)) if p.eq_ignore_ascii_case("CAP_") => rest,
             _ => name,
         };
         if let Some(i) = BASE_CAPABILITIES
@@ -88,25 +88,15 @@ impl CapSet {
 
 impl<'de> Deserialize<'de> for CapSet {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<CapSet, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CapSet;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of capability names")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CapSet, A::Error> {
-                let mut set = CapSet::default();
-                while let Some(Name(found)) = seq.next_element_seed(NameSeed(|n: &str| {
-                    let mut one = CapSet::default();
-                    one.add(n);
-                    one.0
-                }))? {
-                    set.0 |= found;
-                }
-                Ok(set)
-            }
-        }
-        d.deserialize_seq(V)
+        fold_strings(
+            d,
+            "a list of capability names",
+            CapSet::default(),
+            |mut set, name| {
+                set.add(name);
+                set
+            },
+        )
     }
 }
 
@@ -126,46 +116,73 @@ impl BindOption {
 
 impl<'de> Deserialize<'de> for BindOption {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BindOption, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = BindOption;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of mount options")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BindOption, A::Error> {
-                let mut bind = false;
-                while let Some(Name(b)) = seq.next_element_seed(NameSeed(BindOption::is_bind))? {
-                    bind |= b;
-                }
-                Ok(BindOption(bind))
-            }
-        }
-        d.deserialize_seq(V)
+        fold_strings(
+            d,
+            "a list of mount options",
+            BindOption(false),
+            |b, option| BindOption(b.0 || BindOption::is_bind(option)),
+        )
     }
 }
 
-/// What `NameSeed`'s function made of one string element.
-struct Name<T>(T);
-
-/// Reads one string element and maps it with a function, without keeping (or allocating) it:
-/// `visit_str` sees escaped strings through the deserializer's scratch buffer too.
-struct NameSeed<F>(F);
-
-impl<'de, T, F: FnOnce(&str) -> T> serde::de::DeserializeSeed<'de> for NameSeed<F> {
-    type Value = Name<T>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Name<T>, D::Error> {
-        struct V<F>(F);
-        impl<'de, T, F: FnOnce(&str) -> T> Visitor<'de> for V<F> {
-            type Value = Name<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Name<T>, E> {
-                Ok(Name((self.0)(s)))
-            }
-        }
-        d.deserialize_str(V(self.0))
+/// Folds a JSON list of strings into `init` with `f`, one element at a time, without keeping (or
+/// allocating) the strings: `visit_str` sees escaped ones through the deserializer's scratch
+/// buffer too.
+fn fold_strings<'de, D, T>(
+    d: D,
+    expecting: &'static str,
+    init: T,
+    f: fn(T, &str) -> T,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Seq<T> {
+        expecting: &'static str,
+        init: T,
+        f: fn(T, &str) -> T,
     }
+    impl<'de, T> Visitor<'de> for Seq<T> {
+        type Value = T;
+        fn expecting(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+            out.write_str(self.expecting)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            let mut acc = Some(self.init);
+            while let Some(next) = seq.next_element_seed(Element {
+                acc: &mut acc,
+                f: self.f,
+            })? {
+                acc = Some(next);
+            }
+            acc.ok_or_else(|| serde::de::Error::custom("list element lost"))
+        }
+    }
+    /// One element: takes the accumulator, gives back the folded one.
+    struct Element<'s, T> {
+        acc: &'s mut Option<T>,
+        f: fn(T, &str) -> T,
+    }
+    impl<'de, T> DeserializeSeed<'de> for Element<'_, T> {
+        type Value = T;
+        fn deserialize<D2: Deserializer<'de>>(self, d: D2) -> Result<T, D2::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de, T> Visitor<'de> for Element<'_, T> {
+        type Value = T;
+        fn expecting(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+            out.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+            let acc = self
+                .acc
+                .take()
+                .ok_or_else(|| E::custom("list element lost"))?;
+            Ok((self.f)(acc, s))
+        }
+    }
+    d.deserialize_seq(Seq { expecting, init, f })
 }
 
 #[cfg(test)]
