@@ -204,15 +204,6 @@ impl Containerd {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
         }
-        if opts.state_on_tmpfs {
-            // unmounted by the teardown (and the reaper) with every other mount under the dir
-            if let Err(e) = crate::mounts::mount_tmpfs(&paths.state) {
-                log::warn!(
-                    "containerd state stays on disk: cannot mount a tmpfs on {}: {e}",
-                    paths.state.display()
-                );
-            }
-        }
         standin::install_standin(&paths.standin_dir)?;
 
         let lease = match &opts.subnet {
@@ -295,7 +286,17 @@ impl Containerd {
             lock: Some(lock),
             kubelet_dirs: Mutex::new(Vec::new()),
         };
-        // From here on, an error drops `harness`, which tears everything down.
+        // From here on, an error drops `harness`, which tears everything down — including this
+        // mount, which is why it is made only now: an early error that drops the bare temp dir
+        // could not remove a mounted state dir.
+        if opts.state_on_tmpfs {
+            if let Err(e) = crate::mounts::mount_tmpfs(&harness.paths.state) {
+                log::warn!(
+                    "containerd state stays on disk: cannot mount a tmpfs on {}: {e}",
+                    harness.paths.state.display()
+                );
+            }
+        }
         harness.spawn_and_wait().await?;
         if opts.import_images {
             harness.build_images()?;

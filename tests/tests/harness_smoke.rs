@@ -418,6 +418,7 @@ fn harness_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
 
 #[tokio::test]
 async fn harness_start_failures_name_the_problem() -> Result<()> {
+    let before = harness_dirs();
     // Unregistered default handler: refused before anything starts.
     let err = Containerd::start(ContainerdOptions::default().default_runtime("kata"))
         .await
@@ -426,7 +427,6 @@ async fn harness_start_failures_name_the_problem() -> Result<()> {
     ensure!(err.to_string().contains("`kata`"), "{err}");
 
     // A containerd that exits at once: the error says so and carries its output.
-    let before = harness_dirs();
     let opts = ContainerdOptions {
         containerd_binary: "/bin/false".into(),
         ..Default::default()
