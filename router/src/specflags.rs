@@ -136,50 +136,44 @@ fn fold_strings<'de, D, T>(
 ) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
+    T: Copy,
 {
     struct Seq<T> {
         expecting: &'static str,
         init: T,
         f: fn(T, &str) -> T,
     }
-    impl<'de, T> Visitor<'de> for Seq<T> {
+    impl<'de, T: Copy> Visitor<'de> for Seq<T> {
         type Value = T;
         fn expecting(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
             out.write_str(self.expecting)
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
-            let mut acc = Some(self.init);
-            while let Some(next) = seq.next_element_seed(Element {
-                acc: &mut acc,
-                f: self.f,
-            })? {
-                acc = Some(next);
+            let mut acc = self.init;
+            while let Some(next) = seq.next_element_seed(Element { acc, f: self.f })? {
+                acc = next;
             }
-            acc.ok_or_else(|| serde::de::Error::custom("list element lost"))
+            Ok(acc)
         }
     }
-    /// One element: takes the accumulator, gives back the folded one.
-    struct Element<'s, T> {
-        acc: &'s mut Option<T>,
+    /// One element: the accumulator so far, folded with the element's string.
+    struct Element<T> {
+        acc: T,
         f: fn(T, &str) -> T,
     }
-    impl<'de, T> DeserializeSeed<'de> for Element<'_, T> {
+    impl<'de, T> DeserializeSeed<'de> for Element<T> {
         type Value = T;
         fn deserialize<D2: Deserializer<'de>>(self, d: D2) -> Result<T, D2::Error> {
             d.deserialize_str(self)
         }
     }
-    impl<'de, T> Visitor<'de> for Element<'_, T> {
+    impl<'de, T> Visitor<'de> for Element<T> {
         type Value = T;
         fn expecting(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
             out.write_str("a string")
         }
         fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
-            let acc = self
-                .acc
-                .take()
-                .ok_or_else(|| E::custom("list element lost"))?;
-            Ok((self.f)(acc, s))
+            Ok((self.f)(self.acc, s))
         }
     }
     d.deserialize_seq(Seq { expecting, init, f })
