@@ -13,6 +13,7 @@ mod logging;
 mod record;
 mod stale;
 mod start;
+mod statedir;
 mod sys;
 mod timefmt;
 

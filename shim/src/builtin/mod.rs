@@ -76,7 +76,7 @@ pub fn runtime_root(backend: &BuiltinBackend, namespace: &str) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "runtime".into());
-    Path::new("/run/runtime-router").join(name).join(namespace)
+    crate::statedir::state_dir().join(name).join(namespace)
 }
 
 /// Environment variables carrying the backend to the daemon.
