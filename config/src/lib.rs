@@ -11,10 +11,9 @@ mod fieldpath;
 mod model;
 pub mod pattern;
 mod raw;
+pub mod safefile;
 mod validate;
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -24,7 +23,9 @@ pub use cache::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
 pub use compact_str::CompactString;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{Backend, BackendKind, DenyRule, Isolation, Policy, PolicySource, Tenant};
-pub use validate::{DEFAULT_ALLOWED_HOST_PATHS, RUNTIME_ANNOTATION_PREFIXES};
+pub use validate::{
+    DEFAULT_ALLOWED_HOST_PATHS, HOST_PATH_PLACEHOLDERS, RUNTIME_ANNOTATION_PREFIXES,
+};
 
 /// Where the node policy lives unless `$RUNTIME_ROUTER_CONFIG` says otherwise.
 pub const DEFAULT_POLICY_PATH: &str = "/etc/containerd/runtime-router.toml";
@@ -100,25 +101,18 @@ pub fn load(explicit: Option<&Path>) -> Result<Policy, ConfigError> {
         path: path.clone(),
         source,
     };
-    let mut file = match std::fs::OpenOptions::new()
-        .read(true)
-        // a fifo planted at the policy path must not hang `start`
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-    {
+    // Never blocks (a FIFO at the path), never reads a device (`/dev/zero`), never more than
+    // MAX_POLICY_BYTES: every failure names the file and refuses the pod.
+    let (file, size) = match safefile::open_regular(&path, true) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(embedded_default()),
-        Err(e) => return Err(read_err(e)),
+        Err(safefile::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(embedded_default())
+        }
+        Err(e) => return Err(read_err(e.into_io())),
     };
     let meta = file.metadata().map_err(read_err)?;
-    if meta.is_dir() {
-        return Err(read_err(std::io::Error::other("is a directory")));
-    }
-    if !meta.is_file() {
-        return Err(read_err(std::io::Error::other("not a regular file")));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20));
-    file.read_to_end(&mut bytes).map_err(read_err)?;
+    let bytes = safefile::read_opened(file, size, safefile::MAX_POLICY_BYTES)
+        .map_err(|e| read_err(e.into_io()))?;
     let id = cache::FileId::of(&meta);
     let cache_dir = cache::dir_from_env();
     if let Some(dir) = &cache_dir {

@@ -97,17 +97,23 @@ pub enum DenyRule {
     Privileged,
     HostPath,
     RuntimeAnnotations,
+    /// A capability beyond the Pod Security Standards' baseline set, in any capability set.
+    Capabilities,
+    /// A device node, or a device cgroup allow rule, beyond the default set every container gets.
+    HostDevices,
 }
 
 impl DenyRule {
     /// Every rule, in the order they are documented.
-    pub const ALL: [DenyRule; 6] = [
+    pub const ALL: [DenyRule; 8] = [
         DenyRule::HostNetwork,
         DenyRule::HostPid,
         DenyRule::HostIpc,
         DenyRule::Privileged,
         DenyRule::HostPath,
         DenyRule::RuntimeAnnotations,
+        DenyRule::Capabilities,
+        DenyRule::HostDevices,
     ];
 
     /// The spelling used in the policy file, e.g. `"host-network"`.
@@ -119,6 +125,8 @@ impl DenyRule {
             DenyRule::Privileged => "privileged",
             DenyRule::HostPath => "host-path",
             DenyRule::RuntimeAnnotations => "runtime-annotations",
+            DenyRule::Capabilities => "capabilities",
+            DenyRule::HostDevices => "host-devices",
         }
     }
 

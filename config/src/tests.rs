@@ -490,3 +490,66 @@ fn cache_roundtrip_and_distrust() {
     assert!(cache::lookup(&cache, &id, text).is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn host_path_placeholders_are_whole_components() {
+    let with = |entry: &str| {
+        SPEC_EXAMPLE.replace(
+            "allowed_host_paths = [\"/var/lib/kubelet/pods/\", \"/var/lib/containerd/\", \"/run/containerd/\"]",
+            &format!("allowed_host_paths = [\"{entry}\"]"),
+        )
+    };
+    for ok in [
+        "/var/lib/kubelet/pods/{pod_uid}/",
+        "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
+    ] {
+        let pol = p(&with(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(pol.allowed_host_paths, [ok]);
+    }
+    for bad in [
+        "/var/lib/kubelet/pods/{uid}/",
+        "/var/lib/kubelet/pods/x{pod_uid}/",
+        "/var/lib/kubelet/pods/{pod_uid",
+    ] {
+        let e = p(&with(bad))
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"));
+        let d = &e.diagnostics()[0];
+        assert_eq!(d.field, "allowed_host_paths[0]", "{e}");
+        assert!(d.message.contains("placeholder"), "{e}");
+        assert_eq!(d.line, 4, "{e}");
+    }
+}
+
+#[test]
+fn oversized_fifo_and_device_policies_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let mut text = SPEC_EXAMPLE.to_string();
+    while text.len() as u64 <= safefile::MAX_POLICY_BYTES {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&big, &text).unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let zero = dir.path().join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    for (path, want) in [
+        (&big, "larger than the limit"),
+        (&fifo, "not a regular file"),
+        (&zero, "not a regular file"),
+    ] {
+        let t = std::time::Instant::now();
+        let e = load(Some(path))
+            .err()
+            .unwrap_or_else(|| panic!("{path:?} loaded"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        let msg = e.to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains(want), "{msg}");
+    }
+}

@@ -11,12 +11,19 @@ use crate::model::{Backend, BackendKind, DenyRule, Isolation, Policy, PolicySour
 use crate::pattern;
 use crate::raw::{RawBackend, RawPolicy, RawTenant};
 
-/// `allowed_host_paths` when the key is absent: containerd's and kubelet's own per-pod dirs.
+/// `allowed_host_paths` when the key is absent: THIS pod's own dirs only (kubelet's volumes of
+/// the pod, containerd's hosts/hostname/resolv.conf and shm of its sandbox), never a whole state
+/// dir: a pod that reaches containerd's state reaches every bundle, containerd.sock and other
+/// tenants' volumes.
 pub const DEFAULT_ALLOWED_HOST_PATHS: [&str; 3] = [
-    "/var/lib/kubelet/pods/",
-    "/var/lib/containerd/",
-    "/run/containerd/",
+    "/var/lib/kubelet/pods/{pod_uid}/",
+    "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
+    "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
 ];
+
+/// Placeholders an `allowed_host_paths` entry may hold, each standing for one path component
+/// naming the pod being decided.
+pub const HOST_PATH_PLACEHOLDERS: [&str; 2] = ["{pod_uid}", "{sandbox_id}"];
 
 /// Prefixes `allow_annotations` may name (anything else there is a mistake).
 pub const RUNTIME_ANNOTATION_PREFIXES: [&str; 2] = ["io.katacontainers.", "dev.gvisor."];
@@ -224,6 +231,18 @@ fn check_host_path_entry(p: &str) -> Result<(), String> {
     }
     if p.trim_end_matches('/').is_empty() {
         return Err("`/` would allow every host path; drop `host-path` from the tenants' deny lists instead".into());
+    }
+    for component in p.split('/') {
+        let mut rest = component;
+        for ph in HOST_PATH_PLACEHOLDERS {
+            rest = if rest == ph { "" } else { rest };
+        }
+        if rest.contains('{') || rest.contains('}') {
+            return Err(format!(
+                "`{p}`: `{component}` is not a placeholder; a placeholder is a whole path component, one of {}",
+                HOST_PATH_PLACEHOLDERS.join(", ")
+            ));
+        }
     }
     Ok(())
 }

@@ -6,6 +6,13 @@
 //! directory holding every pod); an entry without the trailing `/` allows the path itself too.
 //! Symlinks are not resolved (the decision does no I/O): the allowed directories are owned by
 //! kubelet and containerd, not by pods.
+//!
+//! Entries are per pod: `{pod_uid}` and `{sandbox_id}` stand for the pod being decided (its
+//! Kubernetes uid, its sandbox id), so `/var/lib/kubelet/pods/{pod_uid}/` allows this pod's
+//! volumes and no other pod's. A placeholder whose value is unknown (a task without CRI
+//! annotations has no pod uid) or is not one plain path component makes its entry allow nothing.
+//! [`unsafe_entries`] names entries that let a pod reach what every pod shares (containerd's
+//! state, its socket, the router's state, every pod's kubelet dir): `routerctl check` warns.
 
 /// Lexically normalises an absolute path: collapses `//`, drops `.`, resolves `..` (never above
 /// `/`). Returns `None` for a relative path or one containing NUL.
@@ -48,12 +55,114 @@ pub fn allowed_by(normalized: &str, entry: &str) -> bool {
     }
 }
 
-/// Whether the host path `source` is inside one of the `allowed` entries.
-pub fn is_allowed<S: AsRef<str>>(source: &str, allowed: &[S]) -> bool {
-    match normalize(source) {
-        Some(n) => allowed.iter().any(|e| allowed_by(&n, e.as_ref())),
-        None => false,
+/// The pod an entry's placeholders stand for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PodIds<'a> {
+    pub pod_uid: Option<&'a str>,
+    pub sandbox_id: Option<&'a str>,
+}
+
+/// A placeholder value must be one plain path component.
+fn plain_component(v: &str) -> bool {
+    !v.is_empty() && v != "." && v != ".." && !v.contains('/') && !v.contains('\0')
+}
+
+/// `entry` with its placeholders replaced by the pod's ids; `None` when a placeholder's value is
+/// unknown or not a plain path component (the entry then allows nothing).
+pub fn expand(entry: &str, ids: PodIds<'_>) -> Option<String> {
+    let mut out = entry.to_string();
+    for (ph, value) in [("{pod_uid}", ids.pod_uid), ("{sandbox_id}", ids.sandbox_id)] {
+        if out.contains(ph) {
+            let v = value.filter(|v| plain_component(v))?;
+            out = out.replace(ph, v);
+        }
     }
+    Some(out)
+}
+
+/// Whether the host path `source` is inside one of the `allowed` entries, placeholders expanded
+/// for the pod `ids`.
+pub fn is_allowed_for<S: AsRef<str>>(source: &str, allowed: &[S], ids: PodIds<'_>) -> bool {
+    let Some(n) = normalize(source) else {
+        return false;
+    };
+    allowed.iter().any(|e| {
+        let e = e.as_ref();
+        if e.contains('{') {
+            expand(e, ids).is_some_and(|x| allowed_by(&n, &x))
+        } else {
+            allowed_by(&n, e)
+        }
+    })
+}
+
+/// Whether the host path `source` is inside one of the `allowed` entries (entries with a
+/// placeholder allow nothing: no pod is named).
+pub fn is_allowed<S: AsRef<str>>(source: &str, allowed: &[S]) -> bool {
+    is_allowed_for(source, allowed, PodIds::default())
+}
+
+/// Host paths that every pod shares: a pod that may bind-mount one reaches other pods, containerd
+/// or the router. Each is probed as `(path, what)`; `OTHER` stands for another pod's id.
+const SHARED_PROBES: [(&str, &str); 10] = [
+    ("/run/containerd/containerd.sock", "containerd's socket"),
+    ("/var/run/containerd/containerd.sock", "containerd's socket"),
+    (
+        "/run/containerd/io.containerd.runtime.v2.task/k8s.io/OTHER/config.json",
+        "containerd's task state (every pod's bundle)",
+    ),
+    (
+        "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/OTHER/shm",
+        "another pod's containerd state",
+    ),
+    (
+        "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/OTHER/hosts",
+        "another pod's containerd files",
+    ),
+    (
+        "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/1/fs",
+        "containerd's root (every pod's rootfs)",
+    ),
+    (
+        "/var/lib/kubelet/pods/OTHER/volumes/kubernetes.io~secret/token",
+        "another pod's kubelet dir (its volumes and secrets)",
+    ),
+    ("/var/lib/kubelet/pods", "kubelet's dir of every pod"),
+    ("/run/runtime-router/records/x", "the router's own state"),
+    ("/etc/containerd/runtime-router.toml", "the node policy"),
+];
+
+/// Entries of `allowed` that let some pod reach what every pod shares, with the reason: an
+/// entry is probed with the pod's own ids set to `THIS` against paths of another pod (`OTHER`)
+/// and the shared runtime dirs. `extra_dirs` adds an operator's own state dirs (e.g. a
+/// non-default containerd root) to probe below.
+pub fn unsafe_entries<S: AsRef<str>>(allowed: &[S], extra_dirs: &[&str]) -> Vec<(usize, String)> {
+    let ids = PodIds {
+        pod_uid: Some("THIS"),
+        sandbox_id: Some("THIS"),
+    };
+    let mut out = Vec::new();
+    for (i, e) in allowed.iter().enumerate() {
+        let one = [e.as_ref()];
+        let extra: Vec<(String, String)> = extra_dirs
+            .iter()
+            .map(|d| {
+                (
+                    format!("{}/OTHER/x", d.trim_end_matches('/')),
+                    format!("everything below {d}"),
+                )
+            })
+            .collect();
+        let hit = SHARED_PROBES
+            .iter()
+            .map(|(p, w)| (p.to_string(), w.to_string()))
+            .chain(extra)
+            .find(|(p, _)| is_allowed_for(p, &one, ids));
+        if let Some((p, what)) = hit {
+            out.push((i, format!("`{}` lets a pod bind-mount {what} (e.g. `{p}`); allow only this pod's own dirs, e.g. `/var/lib/kubelet/pods/{{pod_uid}}/`", e.as_ref())));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -69,6 +178,66 @@ mod tests {
         ]
         .map(String::from)
         .to_vec()
+    }
+
+    #[test]
+    fn placeholders_allow_only_this_pod() {
+        let allowed = [
+            "/var/lib/kubelet/pods/{pod_uid}/",
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
+        ];
+        let me = PodIds {
+            pod_uid: Some("uid-1"),
+            sandbox_id: Some("sb1"),
+        };
+        let ok = |p: &str, ids| is_allowed_for(p, &allowed, ids);
+        assert!(ok("/var/lib/kubelet/pods/uid-1/volumes/v", me));
+        assert!(!ok("/var/lib/kubelet/pods/uid-2/volumes/v", me));
+        assert!(!ok("/var/lib/kubelet/pods/uid-1", me));
+        assert!(!ok("/var/lib/kubelet/pods/uid-1/../uid-2/x", me));
+        assert!(ok(
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm",
+            me
+        ));
+        assert!(!ok(
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb2/shm",
+            me
+        ));
+        // unknown or unsafe ids allow nothing
+        assert!(!ok("/var/lib/kubelet/pods/x/volumes", PodIds::default()));
+        for bad in ["", ".", "..", "a/b"] {
+            let ids = PodIds {
+                pod_uid: Some(bad),
+                sandbox_id: Some(bad),
+            };
+            assert!(!ok("/var/lib/kubelet/pods/a/b/c", ids), "{bad:?}");
+            assert!(!ok("/var/lib/kubelet/pods/x", ids), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unsafe_entries_are_named() {
+        let old = [
+            "/var/lib/kubelet/pods/",
+            "/var/lib/containerd/",
+            "/run/containerd/",
+            "/data",
+        ];
+        let found: Vec<usize> = unsafe_entries(&old, &[])
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found, vec![0, 1, 2]);
+        let per_pod = [
+            "/var/lib/kubelet/pods/{pod_uid}/",
+            "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
+        ];
+        assert!(unsafe_entries(&per_pod, &[]).is_empty());
+        assert_eq!(unsafe_entries(&["/run/"], &[]).len(), 1);
+        assert_eq!(unsafe_entries(&["/srv/ctd/"], &["/srv/ctd"]).len(), 1);
+        let msg = &unsafe_entries(&["/run/containerd/"], &[])[0].1;
+        assert!(msg.contains("containerd's socket"), "{msg}");
     }
 
     #[test]

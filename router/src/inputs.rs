@@ -32,6 +32,15 @@ pub struct MountInput {
     pub bind: bool,
 }
 
+/// One spec field a deny rule may refuse, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The spec field, e.g. `process.capabilities.bounding` or `linux.devices[0]`.
+    pub field: String,
+    /// What it holds, e.g. `CAP_NET_ADMIN` or `c 195:0 /dev/nvidia0`.
+    pub what: String,
+}
+
 /// Everything the decision reads about one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inputs {
@@ -46,12 +55,18 @@ pub struct Inputs {
     pub host_network: bool,
     pub host_pid: bool,
     pub host_ipc: bool,
-    /// All capabilities in some set, or all devices allowed.
+    /// All capabilities in some set, `CAP_SYS_ADMIN` in some set, or all devices allowed.
     pub privileged: bool,
     /// Why `privileged` is true: the spec field, e.g. `process.capabilities.bounding`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privileged_field: Option<String>,
     pub mounts: Vec<MountInput>,
+    /// The first capability beyond the baseline set, in any capability set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_capability: Option<Finding>,
+    /// The first device node or device cgroup allow rule beyond the default set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_device: Option<Finding>,
 }
 
 impl Inputs {
@@ -131,6 +146,16 @@ fn light_from_spec(spec: &Spec) -> LightSpec {
             }),
         }),
         linux: spec.linux().as_ref().map(|l| LightLinux {
+            devices: l.devices().as_ref().map(|ds| {
+                ds.iter()
+                    .map(|d| LightDeviceNode {
+                        path: d.path().to_string_lossy().into_owned(),
+                        kind: d.typ().as_str().to_string(),
+                        major: d.major(),
+                        minor: d.minor(),
+                    })
+                    .collect()
+            }),
             namespaces: l.namespaces().as_ref().map(|ns| {
                 ns.iter()
                     .map(|n| LightNamespace {
@@ -234,6 +259,8 @@ struct LightCaps {
 #[derive(Deserialize)]
 struct LightLinux {
     #[serde(default)]
+    devices: Option<Vec<LightDeviceNode>>,
+    #[serde(default)]
     namespaces: Option<Vec<LightNamespace>>,
     #[serde(default)]
     resources: Option<LightResources>,
@@ -265,6 +292,76 @@ struct LightDevice {
     minor: Option<i64>,
     #[serde(default)]
     access: Option<String>,
+}
+
+/// A device node the runtime creates in the container (`linux.devices`).
+#[derive(Deserialize)]
+struct LightDeviceNode {
+    #[serde(default)]
+    path: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    major: i64,
+    #[serde(default)]
+    minor: i64,
+}
+
+/// The character devices every container gets (runc's and containerd's defaults): null, zero,
+/// full, random, urandom, tty, console, ptmx, the pty slaves (136:*) and tun (10:200). Anything
+/// else is a host device.
+const DEFAULT_CHAR_DEVICES: [(i64, Option<i64>); 10] = [
+    (1, Some(3)),
+    (1, Some(5)),
+    (1, Some(7)),
+    (1, Some(8)),
+    (1, Some(9)),
+    (5, Some(0)),
+    (5, Some(1)),
+    (5, Some(2)),
+    (136, None),
+    (10, Some(200)),
+];
+
+fn is_default_char_device(major: i64, minor: Option<i64>) -> bool {
+    DEFAULT_CHAR_DEVICES
+        .iter()
+        .any(|(ma, mi)| *ma == major && (mi.is_none() || *mi == minor))
+}
+
+/// The first device node beyond the default set (`linux.devices`), or device cgroup allow rule
+/// granting read or write beyond it (`linux.resources.devices`; an `m`-only rule creates no
+/// access).
+fn first_host_device(linux: &LightLinux) -> Option<Finding> {
+    for (i, d) in linux.devices.iter().flatten().enumerate() {
+        let default =
+            d.kind == "p" || (d.kind == "c" && is_default_char_device(d.major, Some(d.minor)));
+        if !default {
+            return Some(Finding {
+                field: format!("linux.devices[{i}]"),
+                what: format!("{} {}:{} {}", d.kind, d.major, d.minor, d.path),
+            });
+        }
+    }
+    let rules = linux.resources.as_ref().and_then(|r| r.devices.as_ref());
+    for (i, d) in rules.into_iter().flatten().enumerate() {
+        let access = d.access.as_deref().unwrap_or("rwm");
+        if !d.allow || !(access.contains('r') || access.contains('w')) {
+            continue;
+        }
+        let kind = d.kind.as_deref().unwrap_or("a");
+        let major = d.major.filter(|m| *m != -1);
+        let minor = d.minor.filter(|m| *m != -1);
+        let default = kind == "c" && major.is_some_and(|ma| is_default_char_device(ma, minor));
+        if !default {
+            let num = |v: Option<i64>| v.map_or("*".to_string(), |n| n.to_string());
+            return Some(Finding {
+                field: format!("linux.resources.devices[{i}]"),
+                what: format!("allow {kind} {}:{} {access}", num(major), num(minor)),
+            });
+        }
+    }
+    None
 }
 
 fn is_wildcard(v: Option<i64>) -> bool {
@@ -313,7 +410,9 @@ impl LightSpec {
         };
         let (mut host_network, mut host_pid, mut host_ipc) = (true, true, true);
         let mut privileged_field = None;
+        let mut host_device = None;
         if let Some(linux) = &self.linux {
+            host_device = first_host_device(linux);
             for ns in linux.namespaces.iter().flatten() {
                 let own = !joins_host(ns.path.as_deref());
                 match ns.kind.as_str() {
@@ -329,20 +428,28 @@ impl LightSpec {
                 }
             }
         }
-        if privileged_field.is_none() {
-            if let Some(caps) = self.process.as_ref().and_then(|p| p.capabilities.as_ref()) {
-                let sets = [
-                    ("bounding", &caps.bounding),
-                    ("effective", &caps.effective),
-                    ("permitted", &caps.permitted),
-                    ("inheritable", &caps.inheritable),
-                    ("ambient", &caps.ambient),
-                ];
-                for (name, set) in sets {
-                    if set.is_some_and(CapSet::is_all) {
-                        privileged_field = Some(format!("process.capabilities.{name}"));
-                        break;
-                    }
+        let mut extra_capability = None;
+        if let Some(caps) = self.process.as_ref().and_then(|p| p.capabilities.as_ref()) {
+            let sets = [
+                ("bounding", &caps.bounding),
+                ("effective", &caps.effective),
+                ("permitted", &caps.permitted),
+                ("inheritable", &caps.inheritable),
+                ("ambient", &caps.ambient),
+            ];
+            for (name, set) in sets {
+                let Some(set) = set else { continue };
+                // all capabilities, or the one that is root on the host whatever the rest: this
+                // does not depend on the host's bounding set (add_capabilities ALL on a host
+                // lacking one capability is still privileged)
+                if privileged_field.is_none() && (set.is_all() || set.holds_root_equivalent()) {
+                    privileged_field = Some(format!("process.capabilities.{name}"));
+                }
+                if extra_capability.is_none() {
+                    extra_capability = set.first_beyond_baseline().map(|cap| Finding {
+                        field: format!("process.capabilities.{name}"),
+                        what: cap.to_string(),
+                    });
                 }
             }
         }
@@ -375,6 +482,8 @@ impl LightSpec {
             privileged_field,
             mounts,
             annotations,
+            extra_capability,
+            host_device,
         }
     }
 }

@@ -3,8 +3,9 @@
 use router_config::{DenyRule, Isolation, Policy, Tenant, RUNTIME_ANNOTATION_PREFIXES};
 
 use crate::decision::Refusal;
-use crate::hostpath;
+use crate::hostpath::{self, PodIds};
 use crate::inputs::Inputs;
+use crate::specflags::BASELINE_CAPABILITIES;
 
 /// Non-bind mount types that carry no host path (kernel pseudo-filesystems and memory-backed ones).
 pub const PSEUDO_FS_TYPES: [&str; 10] = [
@@ -95,6 +96,26 @@ fn violation(
             )
         }),
         DenyRule::HostPath => host_path_violation(policy, tenant, inputs, what),
+        DenyRule::Capabilities => inputs.extra_capability.as_ref().map(|f| {
+            (
+                f.field.clone(),
+                format!(
+                    "{what} adds {} beyond the baseline capabilities ({}), denied for tenant `{}`",
+                    f.what,
+                    BASELINE_CAPABILITIES.map(|c| &c[4..]).join(", "),
+                    tenant.name
+                ),
+            )
+        }),
+        DenyRule::HostDevices => inputs.host_device.as_ref().map(|f| {
+            (
+                f.field.clone(),
+                format!(
+                    "{what} asks for host device `{}` beyond the default devices, denied for tenant `{}`",
+                    f.what, tenant.name
+                ),
+            )
+        }),
         DenyRule::RuntimeAnnotations => inputs
             .annotations
             .keys()
@@ -117,10 +138,14 @@ fn host_path_violation(
     inputs: &Inputs,
     what: &str,
 ) -> Option<(String, String)> {
+    let ids = PodIds {
+        pod_uid: inputs.pod_uid.as_deref(),
+        sandbox_id: Some(inputs.sandbox_id()).filter(|s| !s.is_empty()),
+    };
     for (i, m) in inputs.mounts.iter().enumerate() {
         let field = format!("mounts[{i}].source");
         if m.bind {
-            if !hostpath::is_allowed(&m.source, &policy.allowed_host_paths) {
+            if !hostpath::is_allowed_for(&m.source, &policy.allowed_host_paths, ids) {
                 return Some((
                     field,
                     format!(

@@ -51,25 +51,98 @@ pub const BASE_CAPABILITIES: [&str; 38] = [
     "CAP_AUDIT_READ",
 ];
 
-/// Bit `i` set: the set holds `BASE_CAPABILITIES[i]` (names newer kernels added are ignored).
+/// Capabilities newer kernels added after `BASE_CAPABILITIES` (38..=40). A privileged container
+/// on such a kernel holds them too; a set is "all" without them.
+pub const NEWER_CAPABILITIES: [&str; 3] = ["CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"];
+
+/// The capabilities a container may hold under the `capabilities` deny rule: the Pod Security
+/// Standards' baseline set plus `CAP_NET_RAW`. The router sees the final spec, not what the pod
+/// asked to add, and containerd (1.6 through 2.x) grants `CAP_NET_RAW` to every container by
+/// default: counting it would refuse every pod that asks for nothing. A tenant that must not have
+/// it needs its pods to drop it (the PSS "restricted" profile drops ALL).
+pub const BASELINE_CAPABILITIES: [&str; 14] = [
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
+/// The capability that makes a container root on the host in all but name (mount, namespaces,
+/// most of the kernel's admin interfaces): a set holding it counts as privileged whatever else
+/// it holds, so `add_capabilities: ["ALL"]` is privileged even where the host's bounding set
+/// lacks some capability and no set can be "all".
+pub const ROOT_EQUIVALENT_CAPABILITY: &str = "CAP_SYS_ADMIN";
+
+/// Bit `i` set: the set holds capability `i` (`BASE_CAPABILITIES`, then `NEWER_CAPABILITIES`);
+/// bit 63: the set names a capability this router does not know.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct CapSet(u64);
+
+/// Bit of a name this router does not know.
+const UNKNOWN_BIT: u64 = 1 << 63;
+
+fn cap_name(i: usize) -> Option<&'static str> {
+    BASE_CAPABILITIES
+        .get(i)
+        .or_else(|| NEWER_CAPABILITIES.get(i.wrapping_sub(BASE_CAPABILITIES.len())))
+        .copied()
+}
+
+fn cap_index(name: &str) -> Option<usize> {
+    let bare = match (name.get(..4), name.get(4..)) {
+        (Some(p), Some(rest)) if p.eq_ignore_ascii_case("CAP_") => rest,
+        _ => name,
+    };
+    BASE_CAPABILITIES
+        .iter()
+        .chain(NEWER_CAPABILITIES.iter())
+        .position(|c| c[4..].eq_ignore_ascii_case(bare))
+}
+
+fn mask_of(names: &[&str]) -> u64 {
+    names
+        .iter()
+        .filter_map(|n| cap_index(n))
+        .fold(0, |m, i| m | (1 << i))
+}
 
 impl CapSet {
     const ALL: u64 = (1 << BASE_CAPABILITIES.len()) - 1;
 
     /// Adds one capability name, spelled `CAP_X` or `X`, in any case.
     fn add(&mut self, name: &str) {
-        let bare = match (name.get(..4), name.get(4..)) {
-            (Some(p), Some(rest)) if p.eq_ignore_ascii_case("CAP_") => rest,
-            _ => name,
-        };
-        if let Some(i) = BASE_CAPABILITIES
-            .iter()
-            .position(|c| c[4..].eq_ignore_ascii_case(bare))
-        {
-            self.0 |= 1 << i;
+        match cap_index(name) {
+            Some(i) => self.0 |= 1 << i,
+            None => self.0 |= UNKNOWN_BIT,
         }
+    }
+
+    /// Whether the set holds the root-equivalent capability (`CAP_SYS_ADMIN`).
+    pub(crate) fn holds_root_equivalent(self) -> bool {
+        self.0 & mask_of(&[ROOT_EQUIVALENT_CAPABILITY]) != 0
+    }
+
+    /// The first capability of the set beyond the baseline (in kernel order), or
+    /// `"an unknown capability"` for a name this router does not know.
+    pub(crate) fn first_beyond_baseline(self) -> Option<&'static str> {
+        let beyond = self.0 & !mask_of(&BASELINE_CAPABILITIES);
+        if beyond == 0 {
+            return None;
+        }
+        if beyond & !UNKNOWN_BIT == 0 {
+            return Some("an unknown capability");
+        }
+        cap_name(beyond.trailing_zeros() as usize)
     }
 
     pub(crate) fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> CapSet {
@@ -82,7 +155,7 @@ impl CapSet {
 
     /// Every base capability is in the set.
     pub(crate) fn is_all(self) -> bool {
-        self.0 == Self::ALL
+        self.0 & Self::ALL == Self::ALL
     }
 }
 
@@ -207,10 +280,41 @@ mod tests {
             CapSet::from_names(all.iter().map(String::as_str)),
             CapSet(CapSet::ALL)
         );
-        // a name that only looks like a prefix
-        assert_eq!(CapSet::from_names(["CAP_", "cap", ""]), CapSet::default());
+        // a name that only looks like a prefix is unknown, not a capability
+        assert_eq!(CapSet::from_names(["CAP_", "cap", ""]), CapSet(UNKNOWN_BIT));
+        assert!(!CapSet::from_names(["CAP_", "cap", ""]).is_all());
         assert!(serde_json::from_str::<CapSet>("[1]").is_err());
         assert!(serde_json::from_str::<CapSet>("\"CAP_CHOWN\"").is_err());
+    }
+
+    #[test]
+    fn baseline_and_beyond() {
+        let baseline = CapSet::from_names(BASELINE_CAPABILITIES);
+        assert_eq!(baseline.first_beyond_baseline(), None);
+        assert!(!baseline.holds_root_equivalent());
+        let mut with_net = baseline;
+        with_net.add("net_admin");
+        assert_eq!(with_net.first_beyond_baseline(), Some("CAP_NET_ADMIN"));
+        let newer = CapSet::from_names(["CAP_BPF"]);
+        assert_eq!(newer.first_beyond_baseline(), Some("CAP_BPF"));
+        let unknown = CapSet::from_names(["CAP_CHOWN", "CAP_FUTURE_THING"]);
+        assert_eq!(
+            unknown.first_beyond_baseline(),
+            Some("an unknown capability")
+        );
+        // every capability but one the host lacks: still root-equivalent
+        let all_but: Vec<&str> = BASE_CAPABILITIES
+            .iter()
+            .copied()
+            .filter(|c| *c != "CAP_SYS_RESOURCE")
+            .collect();
+        let s = CapSet::from_names(all_but);
+        assert!(!s.is_all());
+        assert!(s.holds_root_equivalent());
+        assert_eq!(
+            CapSet::from_names(["sys_admin"]).first_beyond_baseline(),
+            Some("CAP_SYS_ADMIN")
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use crate::{inputs_from_config_json, Inputs};
 pub const POLICY: &str = r#"
 version = 1
 default_tenant = "untrusted"
-allowed_host_paths = ["/var/lib/kubelet/pods/", "/var/lib/containerd/", "/run/containerd/"]
+allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/",
+                      "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
+                      "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
 
 [backends.runc]
 kind = "builtin"
@@ -52,7 +54,8 @@ allow_annotations = ["io.katacontainers.config.hypervisor.default_memory", "io.k
 
 [tenants.untrusted]
 backend = "kata"
-deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations"]
+deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations",
+        "capabilities", "host-devices"]
 "#;
 
 pub fn policy() -> Policy {
@@ -122,7 +125,7 @@ pub fn container_spec(namespace: &str) -> Value {
         {"type": "network", "path": "/proc/4242/ns/net"}
     ]);
     s["mounts"].as_array_mut().into_iter().for_each(|m| {
-        m.push(json!({"destination": "/data", "type": "bind", "source": "/var/lib/kubelet/pods/0d4c2d86/volumes/kubernetes.io~empty-dir/data", "options": ["rbind", "rprivate", "rw"]}));
+        m.push(json!({"destination": "/data", "type": "bind", "source": "/var/lib/kubelet/pods/0d4c2d86-7d1d-4a4b-9c2e-6f1c8f1f7d11/volumes/kubernetes.io~empty-dir/data", "options": ["rbind", "rprivate", "rw"]}));
     });
     s
 }
@@ -137,7 +140,14 @@ pub fn ctr_spec() -> Value {
 
 pub fn inputs(spec: &Value, containerd_ns: &str) -> Inputs {
     let bytes = serde_json::to_vec(spec).unwrap_or_default();
-    inputs_from_config_json(&bytes, containerd_ns, "task-1").unwrap_or_else(|e| panic!("{e}"))
+    // containerd runs a pod sandbox's task under the sandbox's id
+    let id = match spec["annotations"]["io.kubernetes.cri.container-type"].as_str() {
+        Some("sandbox") => spec["annotations"]["io.kubernetes.cri.sandbox-id"]
+            .as_str()
+            .unwrap_or("task-1"),
+        _ => "task-1",
+    };
+    inputs_from_config_json(&bytes, containerd_ns, id).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn all_caps() -> Value {

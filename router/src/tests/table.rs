@@ -237,12 +237,114 @@ fn sandbox_table() {
             Ok(("web", "kata", "tenants.web.namespaces[web]")),
         ),
         (
-            "one missing capability is not all",
+            "all capabilities but one the host lacks is still privileged (CAP_SYS_ADMIN)",
             "web",
             |s| {
                 let mut c = all_caps();
                 if let Some(a) = c.as_array_mut() {
-                    a.retain(|x| x != "CAP_SYS_BOOT");
+                    a.retain(|x| x != "CAP_SYS_RESOURCE");
+                }
+                s["process"]["capabilities"]["bounding"] = c;
+            },
+            Err(("deny:privileged", "process.capabilities.bounding")),
+        ),
+        (
+            "the default capabilities and devices pass the capabilities and host-devices rules",
+            "customer",
+            |s| {
+                s["linux"]["devices"] =
+                    json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}]);
+                s["linux"]["resources"]["devices"] = json!([
+                    {"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+                    {"allow": true, "type": "c", "access": "m"},
+                    {"allow": true, "type": "b", "access": "m"}
+                ]);
+            },
+            Ok(("untrusted", "kata", "default_tenant")),
+        ),
+        (
+            "a capability beyond the baseline",
+            "customer",
+            |s| s["process"]["capabilities"]["bounding"] = json!(["CAP_CHOWN", "CAP_NET_ADMIN"]),
+            Err(("deny:capabilities", "process.capabilities.bounding")),
+        ),
+        (
+            "a capability only in the ambient set",
+            "customer",
+            |s| s["process"]["capabilities"]["ambient"] = json!(["CAP_SYS_PTRACE"]),
+            Err(("deny:capabilities", "process.capabilities.ambient")),
+        ),
+        (
+            "a host device node",
+            "customer",
+            |s| {
+                s["linux"]["devices"] =
+                    json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])
+            },
+            Err(("deny:host-devices", "linux.devices[0]")),
+        ),
+        (
+            "a block device node",
+            "customer",
+            |s| {
+                s["linux"]["devices"] =
+                    json!([{"path": "/dev/vda", "type": "b", "major": 254, "minor": 0}])
+            },
+            Err(("deny:host-devices", "linux.devices[0]")),
+        ),
+        (
+            "a device cgroup rule reading every GPU",
+            "customer",
+            |s| s["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 195, "access": "rw"}]),
+            Err(("deny:host-devices", "linux.resources.devices[1]")),
+        ),
+        (
+            "containerd's socket as a host path",
+            "customer",
+            |s| {
+                s["mounts"].as_array_mut().into_iter().for_each(|m| m.push(json!({"destination": "/c.sock", "type": "bind", "source": "/run/containerd/containerd.sock", "options": ["rbind"]})))
+            },
+            Err(("deny:host-path", "mounts[7].source")),
+        ),
+        (
+            "another pod's kubelet dir",
+            "customer",
+            |s| {
+                s["mounts"].as_array_mut().into_iter().for_each(|m| m.push(json!({"destination": "/x", "type": "bind", "source": "/var/lib/kubelet/pods/11111111-2222-3333-4444-555555555555/volumes", "options": ["rbind"]})))
+            },
+            Err(("deny:host-path", "mounts[7].source")),
+        ),
+        (
+            "another sandbox's containerd files",
+            "customer",
+            |s| {
+                s["mounts"].as_array_mut().into_iter().for_each(|m| m.push(json!({"destination": "/x", "type": "bind", "source": "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb2/shm", "options": ["rbind"]})))
+            },
+            Err(("deny:host-path", "mounts[7].source")),
+        ),
+        (
+            "containerd's task state dir (every bundle)",
+            "customer",
+            |s| {
+                s["mounts"].as_array_mut().into_iter().for_each(|m| m.push(json!({"destination": "/x", "type": "bind", "source": "/run/containerd/io.containerd.runtime.v2.task/k8s.io", "options": ["rbind"]})))
+            },
+            Err(("deny:host-path", "mounts[7].source")),
+        ),
+        (
+            "CAP_SYS_ADMIN alone is privileged",
+            "web",
+            |s| s["process"]["capabilities"]["effective"] = json!(["CAP_SYS_ADMIN"]),
+            Err(("deny:privileged", "process.capabilities.effective")),
+        ),
+        (
+            "many capabilities without SYS_ADMIN are not privileged",
+            "web",
+            |s| {
+                let mut c = all_caps();
+                if let Some(a) = c.as_array_mut() {
+                    a.retain(|x| x != "CAP_SYS_ADMIN");
                 }
                 s["process"]["capabilities"]["bounding"] = c;
             },
@@ -342,7 +444,7 @@ fn sandbox_table() {
             |s| {
                 add_mount(
                     s,
-                    bind("/var/lib/kubelet/pods/uid/volumes/kubernetes.io~configmap/cfg"),
+                    bind("/var/lib/kubelet/pods/0d4c2d86-7d1d-4a4b-9c2e-6f1c8f1f7d11/volumes/kubernetes.io~configmap/cfg"),
                 )
             },
             Ok(("web", "kata", "tenants.web.namespaces[web]")),
