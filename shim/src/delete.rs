@@ -1,7 +1,8 @@
 //! `delete`: containerd calls it when a shim is gone (killed, crashed) to clean up what the shim
-//! left. The bundle's decision record names the backend that served the task; its cleanup runs:
-//! a shim backend's own `delete` (exec, same argv), or the built-in backend's force-delete. No
-//! record means `start` refused before writing one: nothing was started, nothing to clean.
+//! left. The task's authoritative decision record (in the router's state dir, never the bundle's
+//! copy: a bundle may be written by a pod) names the backend that served the task; its cleanup
+//! runs: a shim backend's own `delete` (exec, same argv), or the built-in backend's force-delete.
+//! No record means `start` refused before writing one: nothing was started, nothing to clean.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -12,7 +13,8 @@ use containerd_shim_protos::protobuf::Message;
 use crate::args::ShimArgs;
 use crate::backend::{self, BackendError};
 use crate::handoff::{self, HandoffError};
-use crate::record::{self, RecordError, RecordedBackend};
+use crate::record::RecordedBackend;
+use crate::records::{RecordStore, StoreError};
 use crate::stale::{self, Stale};
 
 /// `delete` could not clean up.
@@ -21,7 +23,7 @@ pub enum DeleteError {
     #[error("cannot determine the bundle directory: {0}")]
     Cwd(io::Error),
     #[error("cannot read the decision record: {0}")]
-    Record(#[from] RecordError),
+    Record(#[from] StoreError),
     #[error(transparent)]
     Handoff(#[from] HandoffError),
     #[error(transparent)]
@@ -44,33 +46,44 @@ pub fn bundle_dir(args: &ShimArgs) -> Result<PathBuf, io::Error> {
 /// Run `delete`. Returns only when there is nothing to hand off to (or on failure).
 pub fn run(args: &ShimArgs) -> Result<(), DeleteError> {
     let bundle = bundle_dir(args).map_err(DeleteError::Cwd)?;
-    let Some(rec) = record::read(&bundle)? else {
+    let state = crate::statedir::state_dir();
+    let store = RecordStore::open(&state, &args.address, &args.namespace, false)?;
+    let rec = match &store {
+        Some(s) => s.read(&args.id)?,
+        None => None,
+    };
+    let (Some(store), Some(rec)) = (store, rec) else {
         log::debug!(
             "delete {}: no decision record in {}: nothing to clean up",
             args.id,
-            bundle.display()
+            state.display()
         );
         return write_response(&DeleteResponse::new());
     };
+    // The record goes now: exec below does not return, and a failed cleanup is containerd's to
+    // report (a retried delete then finds nothing to do).
+    store.remove(&args.id);
     log::debug!(
         "delete {}: backend `{}` ({:?})",
         args.id,
         rec.backend,
         rec.target
     );
-    match stale::remove_dead_socket(&bundle) {
+    match stale::remove_dead_socket(args, &rec.sandbox_id) {
         Ok(Stale::Removed(p)) => log::debug!("removed dead shim socket {}", p.display()),
         Ok(_) => {}
         Err(e) => log::warn!("delete {}: checking the shim socket: {e}", args.id),
     }
-    match &rec.target {
-        RecordedBackend::Shim { binary, env } => Err(handoff::exec(binary, &args.raw, env).into()),
+    match rec.target {
+        RecordedBackend::Shim { binary, env } => {
+            Err(handoff::exec(&binary, &args.raw, &env).into())
+        }
         RecordedBackend::Builtin {
             runtime,
             runtime_args,
         } => {
             let bytes =
-                backend::builtin_delete(args, &rec.backend, runtime, runtime_args, &bundle)?;
+                backend::builtin_delete(args, &rec.backend, &runtime, &runtime_args, &bundle)?;
             write_bytes(&bytes)
         }
     }

@@ -11,6 +11,7 @@ mod delete;
 mod handoff;
 mod logging;
 mod record;
+mod records;
 mod stale;
 mod start;
 mod statedir;

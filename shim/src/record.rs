@@ -1,11 +1,13 @@
-//! The decision record, `bundle/router-decision.json` (SPEC §4).
+//! The decision record (SPEC §4): its format, and atomic writing and bounded reading of one.
 //!
 //! Written for every sandbox and container that `start` lets through (a container copies its
-//! sandbox's backend), read by a container's `start` (from its sandbox's bundle) and by `delete`.
-//! It carries the backend as resolved at decision time (binary path and env, or OCI runtime), so
-//! `delete` and later containers never depend on the policy file still saying the same thing.
-//! Written atomically (temp file created exclusively in the bundle, then renamed over the name;
-//! no fsync, see `write`) and never through a symlink.
+//! sandbox's backend) twice: the authoritative copy in the router's root-only state dir
+//! (`crate::records`), read by a container's `start` and by `delete`, and an operator's copy,
+//! `bundle/router-decision.json`, that is never read for a decision (a bundle can be written by
+//! anything that reaches containerd's state). It carries the backend as resolved at decision time
+//! (binary path and env, or OCI runtime), so `delete` and later containers never depend on the
+//! policy file still saying the same thing. Written atomically (temp file created exclusively,
+//! then renamed over the name; no fsync, see `write_named`) and never through a symlink.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -111,14 +113,19 @@ pub fn path_in(bundle: &Path) -> PathBuf {
 
 /// Write `rec` as `bundle/router-decision.json`, atomically, never following a symlink.
 pub fn write(bundle: &Path, rec: &DecisionRecord) -> Result<(), RecordError> {
+    write_named(bundle, RECORD_FILE, rec)
+}
+
+/// Write `rec` as `dir/name`, atomically, never following a symlink.
+pub fn write_named(dir: &Path, name: &str, rec: &DecisionRecord) -> Result<(), RecordError> {
     let mut body = serde_json::to_vec_pretty(rec).map_err(RecordError::Encode)?;
     body.push(b'\n');
-    let target = path_in(bundle);
+    let target = dir.join(name);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let tmp = bundle.join(format!(".{RECORD_FILE}.{}.{nanos}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
     let result = write_tmp(&tmp, &body).and_then(|()| {
         // rename replaces a symlink at the target instead of following it
         std::fs::rename(&tmp, &target).map_err(io_err(&target))
@@ -144,7 +151,8 @@ fn write_tmp(tmp: &Path, body: &[u8]) -> Result<(), RecordError> {
     f.write_all(body).map_err(io_err(tmp))
 }
 
-/// Read `bundle/router-decision.json`. `Ok(None)` when there is none.
+/// Read `bundle/router-decision.json` (tests: the operator's copy is never read for a decision).
+#[cfg(test)]
 pub fn read(bundle: &Path) -> Result<Option<DecisionRecord>, RecordError> {
     read_file(&path_in(bundle))
 }

@@ -1,17 +1,17 @@
 //! Removal of the ttrpc socket a killed shim leaves behind. A shim v2 daemon removes its socket
 //! when it shuts down cleanly; after `kill -9` the socket file stays in `/run/containerd/s/`,
 //! and neither containerd 1.6 nor the Go runc shim's `delete` removes it. `delete` runs when the
-//! shim is gone, so the router removes the socket named by the bundle's `address` file — only if
-//! it is a socket file that refuses connections (nothing serves it any more).
+//! shim is gone, so the router removes the socket a shim of this task would serve — derived from
+//! containerd's address, the namespace and the pod's sandbox id (or the task id), as containerd's
+//! shim helpers name it, never read from the bundle's `address` file (a pod may write that) — and
+//! only if it is a socket file that refuses connections (nothing serves it any more).
 
-use std::fs::OpenOptions;
-use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-/// Longest `address` file read.
-const MAX_ADDRESS_BYTES: u64 = 4096;
+use crate::args::ShimArgs;
 
 /// What happened to the socket.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,25 +31,28 @@ pub fn socket_path(address: &str) -> Option<PathBuf> {
     path.is_absolute().then(|| path.to_owned())
 }
 
-/// Remove the socket named by `bundle/address` if nothing serves it.
-pub fn remove_dead_socket(bundle: &Path) -> io::Result<Stale> {
-    let f = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(bundle.join("address"))
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Stale::NoSocket),
-        Err(e) => return Err(e),
-    };
-    if !f.metadata()?.is_file() {
-        return Ok(Stale::NoSocket);
+/// Remove the dead socket of the shim that served task `args.id` of pod `sandbox_id` (grouped
+/// by the sandbox id, or alone by its own id), if nothing serves it.
+pub fn remove_dead_socket(args: &ShimArgs, sandbox_id: &str) -> io::Result<Stale> {
+    let mut outcome = Stale::NoSocket;
+    for grouping in [sandbox_id, args.id.as_str()] {
+        if grouping.is_empty() {
+            continue;
+        }
+        let address = containerd_shim::socket_address(&args.address, &args.namespace, grouping);
+        if let Some(path) = socket_path(&address) {
+            match remove_if_dead(&path)? {
+                Stale::NoSocket => {}
+                other => outcome = other,
+            }
+        }
     }
-    let mut text = String::new();
-    f.take(MAX_ADDRESS_BYTES).read_to_string(&mut text)?;
-    let Some(path) = socket_path(&text) else {
-        return Ok(Stale::NoSocket);
-    };
+    Ok(outcome)
+}
+
+/// Remove `path` if it is a socket file nothing serves.
+fn remove_if_dead(path: &Path) -> io::Result<Stale> {
+    let path = path.to_owned();
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_socket() => {}
         Ok(_) => return Ok(Stale::NoSocket),
@@ -89,35 +92,46 @@ mod tests {
     #[test]
     fn removes_only_dead_sockets() {
         let dir = tempfile::tempdir().unwrap();
-        let bundle = dir.path();
-        assert_eq!(remove_dead_socket(bundle).unwrap(), Stale::NoSocket);
+        assert_eq!(
+            remove_if_dead(&dir.path().join("none")).unwrap(),
+            Stale::NoSocket
+        );
 
         let sock = dir.path().join("s.sock");
         let listener = UnixListener::bind(&sock).unwrap();
-        std::fs::write(bundle.join("address"), format!("unix://{}", sock.display())).unwrap();
-        assert_eq!(
-            remove_dead_socket(bundle).unwrap(),
-            Stale::Alive(sock.clone())
-        );
+        assert_eq!(remove_if_dead(&sock).unwrap(), Stale::Alive(sock.clone()));
         assert!(sock.exists());
         drop(listener); // the file stays, like after kill -9
         assert!(sock.exists());
-        assert_eq!(
-            remove_dead_socket(bundle).unwrap(),
-            Stale::Removed(sock.clone())
-        );
+        assert_eq!(remove_if_dead(&sock).unwrap(), Stale::Removed(sock.clone()));
         assert!(!sock.exists());
-        assert_eq!(remove_dead_socket(bundle).unwrap(), Stale::NoSocket);
+        assert_eq!(remove_if_dead(&sock).unwrap(), Stale::NoSocket);
 
-        // a regular file named by the address is never removed
+        // a regular file is never removed
         let plain = dir.path().join("plain");
         std::fs::write(&plain, b"x").unwrap();
-        std::fs::write(
-            bundle.join("address"),
-            format!("unix://{}", plain.display()),
+        assert_eq!(remove_if_dead(&plain).unwrap(), Stale::NoSocket);
+        assert!(plain.exists());
+    }
+
+    #[test]
+    fn the_socket_is_derived_never_read_from_the_bundle() {
+        let args = ShimArgs::parse(
+            [
+                "-namespace",
+                "k8s.io",
+                "-address",
+                "/run/c.sock",
+                "-id",
+                "c1",
+                "delete",
+            ]
+            .iter()
+            .map(std::ffi::OsString::from)
+            .collect(),
         )
         .unwrap();
-        assert_eq!(remove_dead_socket(bundle).unwrap(), Stale::NoSocket);
-        assert!(plain.exists());
+        // nothing there: no error, nothing removed, whatever a bundle's address file says
+        assert_eq!(remove_dead_socket(&args, "sb1").unwrap(), Stale::NoSocket);
     }
 }

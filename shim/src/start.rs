@@ -4,17 +4,22 @@
 //! *together* as the shim's address, so on success nothing but the address may be printed (by
 //! this process or by the shim it execs). Steps: read `config.json`, load the policy, decide (a
 //! sandbox or a task with no CRI annotations decides alone; a container follows its sandbox's
-//! record and only has its own spec checked), resolve the backend, write
-//! `router-decision.json`, append the audit line, then exec the backend shim (same argv, cwd,
+//! record and only has its own spec checked), resolve the backend, write the decision record
+//! (the authoritative copy in the router's root-only state dir, `crate::records`, and an
+//! operator's copy `router-decision.json` in the bundle), append the audit line, then exec the backend shim (same argv, cwd,
 //! stdin, env + backend env) or start the built-in backend and print its address. Any failure is
 //! a refusal: audited, one line on stderr (containerd puts it into the CRI error), exit 1, and no
 //! record, daemon or socket left behind.
+//!
+//! Nothing a pod can write steers what runs: the bundle may be reachable by a pod (a host path
+//! into containerd's state), so a container's backend comes only from its sandbox's record in the
+//! state dir, never from the bundle's copy, and every file read here is bounded and never blocks.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use router_config::safefile;
 use router_config::{BackendKind, ConfigError, Policy};
 use router_core::{Decision, Inputs, Refusal, Role};
 
@@ -23,6 +28,7 @@ use crate::audit::{self, AuditEntry, Denial};
 use crate::backend::{self, BackendError};
 use crate::handoff::{self, HandoffError};
 use crate::record::{self, DecisionRecord, RecordError, RecordedBackend, RECORD_VERSION};
+use crate::records::{RecordStore, StoreError};
 use crate::timefmt;
 
 /// `config.json` larger than this is refused.
@@ -37,6 +43,8 @@ pub enum StartError {
     SpecRead { path: PathBuf, source: io::Error },
     #[error("{path}: OCI spec larger than {MAX_SPEC_BYTES} bytes")]
     SpecTooLarge { path: PathBuf },
+    #[error("{path}: the OCI spec is not a regular file (a FIFO, socket, device or symlink is never read)")]
+    SpecNotRegular { path: PathBuf },
     #[error("{path}: invalid OCI spec: {message}")]
     SpecParse { path: PathBuf, message: String },
     #[error("policy error, every pod is refused until it is fixed: {0}")]
@@ -52,7 +60,7 @@ pub enum StartError {
         path: PathBuf,
     },
     #[error("container {id}: cannot use its sandbox's decision record: {source}")]
-    SandboxRecord { id: String, source: RecordError },
+    SandboxRecord { id: String, source: StoreError },
     #[error("container {id}: sandbox decision record {path} belongs to {found}, not {expected}")]
     SandboxMismatch {
         id: String,
@@ -70,6 +78,8 @@ pub enum StartError {
     Backend(#[from] BackendError),
     #[error("cannot write the decision record: {0}")]
     Record(RecordError),
+    #[error("decision records: {0}")]
+    Store(StoreError),
 }
 
 impl StartError {
@@ -78,9 +88,10 @@ impl StartError {
         match self {
             StartError::Refused(r) => r.rule.clone(),
             StartError::Policy(_) | StartError::UnknownBackend(_) => "policy".into(),
-            StartError::Cwd(_) | StartError::Record(_) => "internal".into(),
+            StartError::Cwd(_) | StartError::Record(_) | StartError::Store(_) => "internal".into(),
             StartError::SpecRead { .. }
             | StartError::SpecTooLarge { .. }
+            | StartError::SpecNotRegular { .. }
             | StartError::SpecParse { .. } => "spec".into(),
             StartError::BadSandboxId { .. }
             | StartError::SandboxRecordMissing { .. }
@@ -125,6 +136,14 @@ struct Routed {
     sandbox_id: String,
 }
 
+/// Where `start` reads and writes: the bundle (cwd) and the router's state dir.
+pub(crate) struct Env {
+    pub bundle: PathBuf,
+    pub state: PathBuf,
+    /// An explicit policy file (tests); `None`: `$RUNTIME_ROUTER_CONFIG` or the default path.
+    pub policy: Option<PathBuf>,
+}
+
 /// Context shared by the audit of an allowed and a refused start.
 struct Ctx<'a> {
     args: &'a ShimArgs,
@@ -145,8 +164,20 @@ pub fn run(args: &ShimArgs) -> Result<String, StartError> {
         policy: None,
         decision: None,
     };
-    match route(&mut ctx) {
-        Ok((bundle, routed)) => act(&ctx, &bundle, routed),
+    let env = match std::env::current_dir() {
+        Ok(bundle) => Env {
+            bundle,
+            state: crate::statedir::state_dir(),
+            policy: None,
+        },
+        Err(e) => {
+            let e = StartError::Cwd(e);
+            audit_refusal(&ctx, &e);
+            return Err(e);
+        }
+    };
+    match route(&mut ctx, &env) {
+        Ok(routed) => act(&ctx, &env, routed),
         Err(e) => {
             audit_refusal(&ctx, &e);
             Err(e)
@@ -154,7 +185,7 @@ pub fn run(args: &ShimArgs) -> Result<String, StartError> {
     }
 }
 
-fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
+fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
     // Disjoint borrows of the context: inputs and policy are stored once and read in place (a
     // 50-tenant policy is not cloned on the hot path), while the decision is still recorded for
     // the audit of a later failure.
@@ -166,8 +197,7 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
         ..
     } = ctx;
     let args: &ShimArgs = args;
-    let bundle = std::env::current_dir().map_err(StartError::Cwd)?;
-    let spec_path = bundle.join("config.json");
+    let spec_path = env.bundle.join("config.json");
     // One parse of the bytes straight into routing inputs: the start path is hot, and a full
     // oci-spec parse would also reject specs containerd accepts (e.g. capability names it lacks).
     let inputs = read_spec(&spec_path).and_then(|bytes| {
@@ -182,12 +212,23 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
         Ok(inputs) => inputs,
         Err(e) => {
             // only so the refusal is audited where the policy says
-            *policy_slot = router_config::load(None).ok();
+            *policy_slot = router_config::load(env.policy.as_deref()).ok();
             return Err(e);
         }
     };
+    let mut inputs = inputs;
+    let policy: &Policy = policy_slot.insert(router_config::load(env.policy.as_deref())?);
+    // A container's pod is the one its sandbox's record names: its uid (for the per-pod host
+    // paths) comes from there, not from the container's own spec.
+    let sandbox_rec = match &inputs.role {
+        Role::Container { sandbox_id } => {
+            let rec = read_sandbox_record(env, args, sandbox_id)?;
+            inputs.pod_uid = rec.pod_uid.clone();
+            Some(rec)
+        }
+        Role::Sandbox => None,
+    };
     let inputs: &Inputs = inputs_slot.insert(inputs);
-    let policy: &Policy = policy_slot.insert(router_config::load(None)?);
     let routed = match &inputs.role {
         Role::Sandbox => {
             let decision =
@@ -201,7 +242,13 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
             }
         }
         Role::Container { sandbox_id } => {
-            let sandbox = read_sandbox_record(&bundle, args, sandbox_id)?;
+            let Some(sandbox) = sandbox_rec else {
+                return Err(StartError::SandboxRecordMissing {
+                    id: args.id.clone(),
+                    sandbox_id: sandbox_id.clone(),
+                    path: env.state.clone(),
+                });
+            };
             let decision =
                 router_core::decide_container(policy, inputs, &sandbox.tenant, &sandbox.backend)
                     .map_err(StartError::Refused)?;
@@ -214,31 +261,29 @@ fn route(ctx: &mut Ctx<'_>) -> Result<(PathBuf, Routed), StartError> {
             }
         }
     };
-    Ok((bundle, routed))
+    Ok(routed)
 }
 
+/// `config.json`: one bounded read (sized from fstat), never blocking, never a non-regular file.
 fn read_spec(path: &Path) -> Result<Vec<u8>, StartError> {
-    let err = |source| StartError::SpecRead {
-        path: path.to_owned(),
-        source,
-    };
-    let f = File::open(path).map_err(err)?;
-    // sized from fstat: one read instead of a doubling series of them
-    let size = f
-        .metadata()
-        .map(|m| m.len())
-        .unwrap_or(0)
-        .min(MAX_SPEC_BYTES);
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
-    f.take(MAX_SPEC_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(err)?;
-    if bytes.len() as u64 > MAX_SPEC_BYTES {
-        return Err(StartError::SpecTooLarge {
-            path: path.to_owned(),
-        });
+    let path_owned = || path.to_owned();
+    match safefile::read_limited(path, MAX_SPEC_BYTES, false) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(StartError::SpecRead {
+            path: path_owned(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        }),
+        Err(safefile::ReadError::TooLarge { .. }) => {
+            Err(StartError::SpecTooLarge { path: path_owned() })
+        }
+        Err(safefile::ReadError::NotRegular | safefile::ReadError::Directory) => {
+            Err(StartError::SpecNotRegular { path: path_owned() })
+        }
+        Err(safefile::ReadError::Io(source)) => Err(StartError::SpecRead {
+            path: path_owned(),
+            source,
+        }),
     }
-    Ok(bytes)
 }
 
 /// A sandbox id must name a sibling bundle: one plain path component.
@@ -246,8 +291,9 @@ fn valid_sandbox_id(id: &str) -> bool {
     !id.is_empty() && id != "." && id != ".." && !id.contains('/') && !id.contains('\0')
 }
 
+/// The sandbox's authoritative record, from the router's state dir (never from a bundle).
 fn read_sandbox_record(
-    bundle: &Path,
+    env: &Env,
     args: &ShimArgs,
     sandbox_id: &str,
 ) -> Result<DecisionRecord, StartError> {
@@ -257,21 +303,23 @@ fn read_sandbox_record(
             sandbox_id: sandbox_id.to_owned(),
         });
     }
-    let dir = bundle
-        .parent()
-        .map(|p| p.join(sandbox_id))
-        .unwrap_or_else(|| PathBuf::from(sandbox_id));
-    let path = record::path_in(&dir);
-    let rec = record::read(&dir)
-        .map_err(|source| StartError::SandboxRecord {
-            id: args.id.clone(),
-            source,
-        })?
-        .ok_or_else(|| StartError::SandboxRecordMissing {
-            id: args.id.clone(),
-            sandbox_id: sandbox_id.to_owned(),
-            path: path.clone(),
-        })?;
+    let store_err = |source| StartError::SandboxRecord {
+        id: args.id.clone(),
+        source,
+    };
+    let missing = |path: PathBuf| StartError::SandboxRecordMissing {
+        id: args.id.clone(),
+        sandbox_id: sandbox_id.to_owned(),
+        path,
+    };
+    let store = RecordStore::open(&env.state, &args.address, &args.namespace, false)
+        .map_err(store_err)?
+        .ok_or_else(|| missing(env.state.clone()))?;
+    let path = store.path_of(sandbox_id).map_err(store_err)?;
+    let rec = store
+        .read(sandbox_id)
+        .map_err(store_err)?
+        .ok_or_else(|| missing(path.clone()))?;
     if rec.id != sandbox_id || rec.namespace != args.namespace || rec.role != "sandbox" {
         return Err(StartError::SandboxMismatch {
             id: args.id.clone(),
@@ -353,7 +401,8 @@ fn role_name(inputs: Option<&Inputs>) -> String {
 }
 
 /// Write the record, audit, and hand over to the backend.
-fn act(ctx: &Ctx<'_>, bundle: &Path, routed: Routed) -> Result<String, StartError> {
+fn act(ctx: &Ctx<'_>, env: &Env, routed: Routed) -> Result<String, StartError> {
+    let bundle = env.bundle.as_path();
     let decision_us = ctx.started.elapsed().as_micros() as u64;
     let args = ctx.args;
     let inputs = ctx.inputs.as_ref();
@@ -378,11 +427,13 @@ fn act(ctx: &Ctx<'_>, bundle: &Path, routed: Routed) -> Result<String, StartErro
         decided_at: timefmt::now_rfc3339(),
         target: routed.target.clone(),
     };
-    if let Err(e) = record::write(bundle, &rec) {
-        let e = StartError::Record(e);
-        audit_refusal(ctx, &e);
-        return Err(e);
-    }
+    let store = match write_records(env, args, &rec) {
+        Ok(store) => store,
+        Err(e) => {
+            audit_refusal(ctx, &e);
+            return Err(e);
+        }
+    };
     let entry = AuditEntry {
         time: rec.decided_at.clone(),
         outcome: "allowed",
@@ -432,10 +483,34 @@ fn act(ctx: &Ctx<'_>, bundle: &Path, routed: Routed) -> Result<String, StartErro
         }
     };
     if let Err(e) = &result {
+        store.remove(&args.id);
         record::remove(bundle);
         audit_refusal(ctx, e);
     }
     result
+}
+
+/// The authoritative record in the state dir, then the operator's copy in the bundle. A sandbox
+/// start also drops the records of tasks containerd has removed.
+fn write_records(
+    env: &Env,
+    args: &ShimArgs,
+    rec: &DecisionRecord,
+) -> Result<RecordStore, StartError> {
+    let store = RecordStore::open(&env.state, &args.address, &args.namespace, true)
+        .map_err(StartError::Store)?
+        .ok_or_else(|| StartError::Store(StoreError::BadId(args.namespace.clone())))?;
+    if rec.role == "sandbox" {
+        if let Some(bundles) = env.bundle.parent() {
+            store.collect_garbage(bundles);
+        }
+    }
+    store.write(&args.id, rec).map_err(StartError::Store)?;
+    if let Err(e) = record::write(&env.bundle, rec) {
+        store.remove(&args.id);
+        return Err(StartError::Record(e));
+    }
+    Ok(store)
 }
 
 fn policy_ids(policy: Option<&Policy>) -> (Option<String>, Option<String>) {
@@ -450,9 +525,16 @@ fn policy_ids(policy: Option<&Policy>) -> (Option<String>, Option<String>) {
 fn audit_path(policy: Option<&Policy>) -> PathBuf {
     let configured = match policy {
         Some(p) => p.audit_log.clone(),
-        None => std::fs::read(router_config::policy_path(None))
-            .ok()
-            .and_then(|bytes| audit::audit_log_hint(&String::from_utf8_lossy(&bytes))),
+        // bounded and non-blocking, like `load`: a FIFO or /dev/zero as policy must not hang
+        // the refusal either
+        None => safefile::read_limited(
+            &router_config::policy_path(None),
+            safefile::MAX_POLICY_BYTES,
+            true,
+        )
+        .ok()
+        .flatten()
+        .and_then(|bytes| audit::audit_log_hint(&String::from_utf8_lossy(&bytes))),
     };
     configured.unwrap_or_else(|| PathBuf::from(audit::DEFAULT_AUDIT_LOG))
 }
@@ -517,6 +599,7 @@ pub fn report_refusal(e: &StartError) {
         StartError::Refused(r) => r.to_string(),
         StartError::Cwd(_)
         | StartError::Record(_)
+        | StartError::Store(_)
         | StartError::Backend(_)
         | StartError::Handoff(HandoffError::Exec { .. }) => format!("runtime-router: {e}"),
         _ => format!("runtime-router refused: {e}"),
@@ -585,41 +668,63 @@ mod tests {
         }
         assert!(valid_sandbox_id("0123abcdef"));
         let dir = tempfile::tempdir().unwrap();
-        let e = read_sandbox_record(&dir.path().join("c1"), &args("k8s.io", "c1"), "../etc")
+        let e = read_sandbox_record(&env_in(dir.path(), "c1"), &args("k8s.io", "c1"), "../etc")
             .unwrap_err();
         assert!(matches!(e, StartError::BadSandboxId { .. }), "{e}");
         assert_eq!(e.rule(), "sandbox-record");
     }
 
+    fn env_in(dir: &Path, id: &str) -> Env {
+        Env {
+            bundle: dir.join("bundles").join(id),
+            state: dir.join("state"),
+            policy: Some(dir.join("policy.toml")),
+        }
+    }
+
+    fn store(dir: &Path, ns: &str) -> RecordStore {
+        RecordStore::open(&dir.join("state"), "", ns, true)
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
-    fn container_reads_its_sandbox_record_and_checks_whose_it_is() {
+    fn container_reads_its_sandbox_record_from_the_state_dir_only() {
         let dir = tempfile::tempdir().unwrap();
-        let sb = dir.path().join("sb1");
-        let c = dir.path().join("c1");
+        let sb = dir.path().join("bundles/sb1");
         std::fs::create_dir_all(&sb).unwrap();
-        std::fs::create_dir_all(&c).unwrap();
+        let env = env_in(dir.path(), "c1");
         let a = args("k8s.io", "c1");
 
-        let e = read_sandbox_record(&c, &a, "sb1").unwrap_err();
+        let e = read_sandbox_record(&env, &a, "sb1").unwrap_err();
         assert!(matches!(e, StartError::SandboxRecordMissing { .. }), "{e}");
         assert!(e.to_string().contains("no decision record"), "{e}");
 
+        // the bundle's copy is never read
         record::write(&sb, &sandbox_record("k8s.io", "sb1", "sandbox")).unwrap();
-        let rec = read_sandbox_record(&c, &a, "sb1").unwrap();
+        let e = read_sandbox_record(&env, &a, "sb1").unwrap_err();
+        assert!(matches!(e, StartError::SandboxRecordMissing { .. }), "{e}");
+
+        let st = store(dir.path(), "k8s.io");
+        st.write("sb1", &sandbox_record("k8s.io", "sb1", "sandbox"))
+            .unwrap();
+        let rec = read_sandbox_record(&env, &a, "sb1").unwrap();
         assert_eq!(rec.backend, "kata");
 
         // a record of another namespace, or of a container, is not the pod's decision
-        record::write(&sb, &sandbox_record("other", "sb1", "sandbox")).unwrap();
-        let e = read_sandbox_record(&c, &a, "sb1").unwrap_err();
+        st.write("sb1", &sandbox_record("other", "sb1", "sandbox"))
+            .unwrap();
+        let e = read_sandbox_record(&env, &a, "sb1").unwrap_err();
         assert!(matches!(e, StartError::SandboxMismatch { .. }), "{e}");
-        record::write(&sb, &sandbox_record("k8s.io", "sb1", "container")).unwrap();
+        st.write("sb1", &sandbox_record("k8s.io", "sb1", "container"))
+            .unwrap();
         assert!(matches!(
-            read_sandbox_record(&c, &a, "sb1"),
+            read_sandbox_record(&env, &a, "sb1"),
             Err(StartError::SandboxMismatch { .. })
         ));
 
-        std::fs::write(record::path_in(&sb), b"garbage").unwrap();
-        let e = read_sandbox_record(&c, &a, "sb1").unwrap_err();
+        std::fs::write(st.path_of("sb1").unwrap(), b"garbage").unwrap();
+        let e = read_sandbox_record(&env, &a, "sb1").unwrap_err();
         assert!(matches!(e, StartError::SandboxRecord { .. }), "{e}");
     }
 

@@ -20,7 +20,7 @@ pub(crate) mod stats;
 mod stdio;
 mod task;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::args::ShimArgs;
 

@@ -35,6 +35,8 @@ fn synthetic_inputs(a: &ExplainArgs, cns: &str) -> Inputs {
         privileged: false,
         privileged_field: None,
         mounts: Vec::new(),
+        extra_capability: None,
+        host_device: None,
     }
 }
 
