@@ -621,6 +621,10 @@ pub fn print_address(address: &str) -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[path = "start_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;

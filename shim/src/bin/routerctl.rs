@@ -23,6 +23,8 @@ mod check;
 mod containerd;
 #[path = "routerctl/explain.rs"]
 mod explain;
+#[path = "routerctl/files.rs"]
+mod files;
 #[path = "routerctl/host.rs"]
 mod host;
 

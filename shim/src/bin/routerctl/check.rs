@@ -7,6 +7,7 @@ use router_config::{BackendKind, Isolation, Policy};
 
 use crate::args::CheckArgs;
 use crate::containerd;
+use crate::files;
 use crate::host;
 
 /// Prints rows with columns padded to the widest cell.
@@ -46,8 +47,8 @@ fn list<S: AsRef<str>>(v: &[S]) -> String {
 
 pub fn run(a: &CheckArgs) -> u8 {
     let path = router_config::policy_path(a.policy.as_deref());
-    let policy = match std::fs::read_to_string(&path) {
-        Ok(text) => match router_config::parse(&text, &path) {
+    let policy = match files::read_text(&path, router_config::safefile::MAX_POLICY_BYTES) {
+        Ok(Some(text)) => match router_config::parse(&text, &path) {
             Ok(p) => p,
             Err(e) => {
                 let d = e.diagnostics();
@@ -65,12 +66,16 @@ pub fn run(a: &CheckArgs) -> u8 {
                 return 1;
             }
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.policy.is_none() => {
+        Ok(None) if a.policy.is_none() => {
             out!(
                 "no policy at {}: the embedded default applies",
                 path.display()
             );
             router_config::embedded_default()
+        }
+        Ok(None) => {
+            eprintln!("error: {}: cannot read policy: No such file or directory", path.display());
+            return 1;
         }
         Err(e) => {
             eprintln!("error: {}: cannot read policy: {e}", path.display());
@@ -86,6 +91,9 @@ pub fn run(a: &CheckArgs) -> u8 {
         out!("  {tier:<9} {}  {why}", if *ok { "yes" } else { "no " });
     }
     for w in backend_warnings(&policy, &tiers) {
+        out!("warning: {w}");
+    }
+    for w in host_path_warnings(&policy) {
         out!("warning: {w}");
     }
     if let Some(cc) = &a.containerd_config {
@@ -172,6 +180,30 @@ fn print_policy(p: &Policy) {
     }
 }
 
+/// `allowed_host_paths` entries that let a pod reach what every pod shares (containerd's state
+/// and socket, the router's state, other pods' kubelet dirs), named with the entry's line.
+fn host_path_warnings(p: &Policy) -> Vec<String> {
+    let text = match &p.source {
+        router_config::PolicySource::File(f) => files::read_text(f, router_config::safefile::MAX_POLICY_BYTES)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        router_config::PolicySource::Embedded => router_config::EMBEDDED_POLICY.to_string(),
+    };
+    router_core::hostpath::unsafe_entries(&p.allowed_host_paths, &[])
+        .into_iter()
+        .map(|(i, why)| {
+            let entry = p.allowed_host_paths.get(i).map(|e| e.as_str()).unwrap_or("");
+            let line = text
+                .lines()
+                .position(|l| l.contains(&format!("\"{entry}\"")))
+                .map(|n| format!("{}:{}: ", p.source, n + 1))
+                .unwrap_or_default();
+            format!("{line}allowed_host_paths[{i}]: {why}")
+        })
+        .collect()
+}
+
 fn backend_warnings(p: &Policy, tiers: &[(String, bool, String)]) -> Vec<String> {
     let offered = |iso: Isolation| tiers.iter().any(|(t, ok, _)| *ok && t == iso.as_str());
     let mut out = Vec::new();
@@ -197,7 +229,9 @@ fn backend_warnings(p: &Policy, tiers: &[(String, bool, String)]) -> Vec<String>
 }
 
 fn check_containerd(path: &Path, policy: &Policy) -> bool {
-    let text = match std::fs::read_to_string(path) {
+    let text = match files::read_text(path, files::MAX_OTHER_BYTES)
+        .and_then(|t| t.ok_or_else(|| "No such file or directory".to_string()))
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!(

@@ -70,7 +70,7 @@ pub fn run(a: &ExplainArgs) -> u8 {
     let mut inputs = match &a.bundle {
         Some(dir) => {
             let path = dir.join("config.json");
-            let bytes = match std::fs::read(&path) {
+            let bytes = match crate::files::read_bytes(&path, crate::files::MAX_OTHER_BYTES) {
                 Ok(b) => b,
                 Err(e) => {
                     eprintln!("error: {}: {e}", path.display());
