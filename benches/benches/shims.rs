@@ -42,7 +42,7 @@ const NS_GVISOR: &str = "bench-sandboxed";
 const POLICY_TEMPLATE: &str = r#"version = 1
 audit_log = "{dir}/audit/decisions.jsonl"
 default_tenant = "sandboxed"
-allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
+allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
 
 [backends.go-runc]
 kind = "shim"

@@ -21,7 +21,7 @@ use serde_json::Value;
 const POLICY: &str = r#"version = 1
 audit_log = "{dir}/audit/decisions.jsonl"
 default_tenant = "untrusted"
-allowed_host_paths = ["/var/lib/kubelet/pods/", "{root}/", "{state}/"]
+allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
 
 [backends.runc]
 kind = "builtin"
@@ -40,7 +40,7 @@ backend = "runc"
 
 [tenants.untrusted]
 backend = "gvisor"
-deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations"]
+deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations", "capabilities", "host-devices"]
 "#;
 
 const WORKLOAD: &str = "sleep 3600";

@@ -721,6 +721,10 @@ pub struct ContainerSpec {
     pub host_pid: bool,
     /// See `host_network`.
     pub host_ipc: bool,
+    /// `securityContext.capabilities.add_capabilities` (e.g. `NET_ADMIN`, or `ALL`).
+    pub add_capabilities: Vec<String>,
+    /// Host devices given to the container (kubelet's device plugins do this): host path.
+    pub devices: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -743,7 +747,19 @@ impl ContainerSpec {
             host_network: false,
             host_pid: false,
             host_ipc: false,
+            add_capabilities: Vec::new(),
+            devices: Vec::new(),
         }
+    }
+    /// Adds a capability to `add_capabilities`.
+    pub fn add_capability(mut self, cap: &str) -> Self {
+        self.add_capabilities.push(cap.into());
+        self
+    }
+    /// Gives the container the host device `path` (same path inside, `rw`).
+    pub fn device(mut self, path: &str) -> Self {
+        self.devices.push(path.into());
+        self
     }
     /// Copies the pod's host-namespace flags, as kubelet does for each container.
     pub fn in_pod(mut self, pod: &PodSpec) -> Self {
@@ -847,6 +863,15 @@ impl ContainerSpec {
                     ..Default::default()
                 })
                 .collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|d| cri::Device {
+                    container_path: d.clone(),
+                    host_path: d.clone(),
+                    permissions: "rw".into(),
+                })
+                .collect(),
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
             log_path: self.log_path.clone(),
@@ -859,6 +884,10 @@ impl ContainerSpec {
                 }),
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     privileged: self.privileged,
+                    capabilities: (!self.add_capabilities.is_empty()).then(|| cri::Capability {
+                        add_capabilities: self.add_capabilities.clone(),
+                        ..Default::default()
+                    }),
                     namespace_options: Some(cri::NamespaceOption {
                         network: ns_mode(self.host_network, cri::NamespaceMode::Pod),
                         pid: ns_mode(self.host_pid, cri::NamespaceMode::Container),

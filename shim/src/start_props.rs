@@ -36,10 +36,18 @@ deny = ["host-network", "privileged", "host-path", "capabilities", "host-devices
 
 fn args(id: &str) -> ShimArgs {
     ShimArgs::parse(
-        ["-namespace", "k8s.io", "-address", "/run/test.sock", "-id", id, "start"]
-            .iter()
-            .map(std::ffi::OsString::from)
-            .collect(),
+        [
+            "-namespace",
+            "k8s.io",
+            "-address",
+            "/run/test.sock",
+            "-id",
+            id,
+            "start",
+        ]
+        .iter()
+        .map(std::ffi::OsString::from)
+        .collect(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -90,7 +98,12 @@ fn sandbox_rec(routed: &Routed) -> DecisionRecord {
 
 /// A CRI spec of pod `sb1` (namespace `web`, uid `uid-1`): the fields containerd writes itself,
 /// then whatever the pod's author chose.
-fn spec(role: &str, extra_annotations: &[(String, String)], mounts: &[String], caps: &[String]) -> Vec<u8> {
+fn spec(
+    role: &str,
+    extra_annotations: &[(String, String)],
+    mounts: &[String],
+    caps: &[String],
+) -> Vec<u8> {
     let mut annotations = serde_json::Map::new();
     for (k, v) in extra_annotations {
         annotations.insert(k.clone(), json!(v));

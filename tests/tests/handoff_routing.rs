@@ -12,29 +12,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use handoff_support::*;
-use router_integration::cri::{PodSandboxConfig, PodSandboxState};
-use router_integration::{ContainerSpec, CriClient, PodSpec};
-
-/// Runs a pod and one long-running container in it; returns (pod id, pod config, container id).
-async fn pod_with_container(
-    fx: &Fixture,
-    cri: &CriClient,
-    pod: &PodSpec,
-) -> Result<(String, PodSandboxConfig, String)> {
-    let cfg = pod.build();
-    let pod_id = cri.run_pod(&cfg).await.context("RunPodSandbox")?;
-    let c = ContainerSpec::new("main")
-        .in_pod(pod)
-        .shell("echo started; exec sleep 3600");
-    let cid = cri
-        .run_container(&pod_id, &cfg, &c.build())
-        .await
-        .context("run container")?;
-    cri.wait_log_contains(&cid, "started", Duration::from_secs(60))
-        .await?;
-    let _ = fx;
-    Ok((pod_id, cfg, cid))
-}
+use router_integration::cri::PodSandboxState;
+use router_integration::ContainerSpec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_namespace_lands_on_runc_with_record_and_audit() -> Result<()> {
@@ -438,18 +417,6 @@ async fn privileged_container_refused_for_untrusted_tenant_standin() -> Result<(
     )
 }
 
-/// CreateContainer then StartContainer (containerd 1.6 starts the task, hence the shim, at
-/// StartContainer).
-async fn create_and_start(
-    cri: &CriClient,
-    pod_id: &str,
-    cfg: &PodSandboxConfig,
-    c: &ContainerSpec,
-) -> router_integration::Result<String> {
-    let id = cri.create_container(pod_id, cfg, &c.build()).await?;
-    cri.start_container(&id).await.map(|()| id)
-}
-
 /// Container-level denials fail that container's start while its pod and sibling keep running;
 /// kubelet-style volumes stay allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -820,8 +787,10 @@ async fn ctr_run_with_router_runtime_uses_containerd_namespace_standin() -> Resu
     )
 }
 
-/// A container follows its sandbox's record and never decides alone: with the record missing, or
-/// replaced by a symlink, its start is refused and the pod keeps running.
+/// A container follows its sandbox's authoritative record (in the router's root-only state dir)
+/// and never decides alone: the bundle's copy is not read (removing it changes nothing); with the
+/// authoritative record missing, or replaced by a symlink, its start is refused and the pod keeps
+/// running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_without_a_usable_sandbox_record_is_refused_standin() -> Result<()> {
     let fx = shared().await?;
@@ -831,10 +800,25 @@ async fn container_without_a_usable_sandbox_record_is_refused_standin() -> Resul
             let cri = fx.cri().await?;
             let pod = fx.h.pod("shop-norecord", "orphan");
             let (pod_id, cfg, first) = pod_with_container(&fx, &cri, &pod).await?;
-            let record =
+            let copy =
                 fx.h.bundle_dir(router_integration::K8S_NAMESPACE, &pod_id)
                     .join("router-decision.json");
-            let saved = std::fs::read(&record)?;
+            std::fs::remove_file(&copy)?;
+            let c = ContainerSpec::new("no-copy")
+                .in_pod(&pod)
+                .shell("exec sleep 3600");
+            create_and_start(&cri, &pod_id, &cfg, &c)
+                .await
+                .context("the bundle's copy of the record is for operators only")?;
+
+            let record = router_integration::router_state::record_path(
+                Path::new(router_integration::router_state::DEFAULT_STATE_DIR),
+                fx.h.socket(),
+                router_integration::K8S_NAMESPACE,
+                &pod_id,
+            );
+            let saved = std::fs::read(&record)
+                .with_context(|| format!("authoritative record {}", record.display()))?;
 
             std::fs::remove_file(&record)?;
             let c = ContainerSpec::new("late")

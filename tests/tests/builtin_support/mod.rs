@@ -20,7 +20,7 @@ pub const RUNC: &str = "/usr/sbin/runc";
 const POLICY_TEMPLATE: &str = r#"version = 1
 audit_log = "{dir}/audit/decisions.jsonl"
 default_tenant = "provider"
-allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
+allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
 
 [backends.runc]
 kind = "builtin"
@@ -55,7 +55,7 @@ backend = "runc"
 
 [tenants.untrusted]
 backend = "gvisor"
-deny = ["host-network", "host-pid", "host-ipc", "privileged"]
+deny = ["host-network", "host-pid", "host-ipc", "privileged", "capabilities", "host-devices"]
 "#;
 
 /// A harness whose trusted tier is the built-in backend.

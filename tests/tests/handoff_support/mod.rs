@@ -12,7 +12,10 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use router_integration::{procs, Containerd, ContainerdOptions, CriClient, STANDIN_BINARY};
+use router_integration::cri::PodSandboxConfig;
+use router_integration::{
+    procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, PodSpec, STANDIN_BINARY,
+};
 use serde_json::Value;
 
 /// containerd's own runc shim: the trusted tier's backend in these suites.
@@ -26,7 +29,7 @@ pub const KATA_CONF: &str = "/etc/kata-containers/configuration-qemu.toml";
 const POLICY_TEMPLATE: &str = r#"version = 1
 audit_log = "{dir}/audit/decisions.jsonl"
 default_tenant = "untrusted"
-allowed_host_paths = ["{dir}/kubelet/pods/", "{root}/", "{state}/"]
+allowed_host_paths = ["{dir}/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
 
 [backends.runc]
 kind = "shim"
@@ -55,7 +58,7 @@ backend = "ghost"
 
 [tenants.untrusted]
 backend = "kata"
-deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations"]
+deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations", "capabilities", "host-devices"]
 allow_annotations = ["io.katacontainers.config.hypervisor.default_memory"]
 "#;
 
@@ -330,4 +333,37 @@ pub fn is_same_file(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// Runs a pod and one long-running container in it; returns (pod id, pod config, container id).
+pub async fn pod_with_container(
+    fx: &Fixture,
+    cri: &CriClient,
+    pod: &PodSpec,
+) -> Result<(String, PodSandboxConfig, String)> {
+    let cfg = pod.build();
+    let pod_id = cri.run_pod(&cfg).await.context("RunPodSandbox")?;
+    let c = ContainerSpec::new("main")
+        .in_pod(pod)
+        .shell("echo started; exec sleep 3600");
+    let cid = cri
+        .run_container(&pod_id, &cfg, &c.build())
+        .await
+        .context("run container")?;
+    cri.wait_log_contains(&cid, "started", Duration::from_secs(60))
+        .await?;
+    let _ = fx;
+    Ok((pod_id, cfg, cid))
+}
+
+/// CreateContainer then StartContainer (containerd 1.6 starts the task, hence the shim, at
+/// StartContainer).
+pub async fn create_and_start(
+    cri: &CriClient,
+    pod_id: &str,
+    cfg: &PodSandboxConfig,
+    c: &ContainerSpec,
+) -> router_integration::Result<String> {
+    let id = cri.create_container(pod_id, cfg, &c.build()).await?;
+    cri.start_container(&id).await.map(|()| id)
 }

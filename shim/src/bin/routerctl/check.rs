@@ -74,7 +74,10 @@ pub fn run(a: &CheckArgs) -> u8 {
             router_config::embedded_default()
         }
         Ok(None) => {
-            eprintln!("error: {}: cannot read policy: No such file or directory", path.display());
+            eprintln!(
+                "error: {}: cannot read policy: No such file or directory",
+                path.display()
+            );
             return 1;
         }
         Err(e) => {
@@ -184,16 +187,22 @@ fn print_policy(p: &Policy) {
 /// and socket, the router's state, other pods' kubelet dirs), named with the entry's line.
 fn host_path_warnings(p: &Policy) -> Vec<String> {
     let text = match &p.source {
-        router_config::PolicySource::File(f) => files::read_text(f, router_config::safefile::MAX_POLICY_BYTES)
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
+        router_config::PolicySource::File(f) => {
+            files::read_text(f, router_config::safefile::MAX_POLICY_BYTES)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        }
         router_config::PolicySource::Embedded => router_config::EMBEDDED_POLICY.to_string(),
     };
     router_core::hostpath::unsafe_entries(&p.allowed_host_paths, &[])
         .into_iter()
         .map(|(i, why)| {
-            let entry = p.allowed_host_paths.get(i).map(|e| e.as_str()).unwrap_or("");
+            let entry = p
+                .allowed_host_paths
+                .get(i)
+                .map(|e| e.as_str())
+                .unwrap_or("");
             let line = text
                 .lines()
                 .position(|l| l.contains(&format!("\"{entry}\"")))
