@@ -216,7 +216,8 @@ fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
             return Err(e);
         }
     };
-    let mut inputs = inputs;
+    // stored first, so a refusal below is audited with the pod's ids
+    let inputs: &mut Inputs = inputs_slot.insert(inputs);
     let policy: &Policy = policy_slot.insert(router_config::load(env.policy.as_deref())?);
     // A container's pod is the one its sandbox's record names: its uid (for the per-pod host
     // paths) comes from there, not from the container's own spec.
@@ -228,7 +229,7 @@ fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
         }
         Role::Sandbox => None,
     };
-    let inputs: &Inputs = inputs_slot.insert(inputs);
+    let inputs: &Inputs = inputs;
     let routed = match &inputs.role {
         Role::Sandbox => {
             let decision =

@@ -33,13 +33,28 @@ fn socket_path(address: &str) -> PathBuf {
     PathBuf::from(address.strip_prefix("unix://").unwrap_or(address))
 }
 
+/// Writes `bundle/address` for containerd. The bundle may be writable by a pod, so the temp file
+/// is created exclusively and never through a symlink (a planted `.address.tmp -> /etc/x` must
+/// not make root write there), and the rename replaces whatever `address` is.
 fn write_address(bundle: &Path, address: &str) -> Result<(), BuiltinError> {
-    let tmp = bundle.join(".address.tmp");
-    std::fs::write(&tmp, address)
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = bundle.join(format!(".address.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(address.as_bytes()))
         .and_then(|_| std::fs::rename(&tmp, bundle.join("address")))
-        .map_err(|e| BuiltinError::Io {
-            what: format!("write {}/address", bundle.display()),
-            source: e,
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            BuiltinError::Io {
+                what: format!("write {}/address", bundle.display()),
+                source: e,
+            }
         })
 }
 
