@@ -375,3 +375,45 @@ fn install_and_uninstall_a_containerd_2_node() {
     assert_eq!(code, 0, "{err}");
     assert!(!root2.join("etc/containerd/config.toml").exists());
 }
+
+/// The policy embedded in deploy/kubernetes/configmap.yaml (the block under `runtime-router.toml: |`).
+fn configmap_policy() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/configmap.yaml");
+    let text = String::from_utf8_lossy(&read(&path)).into_owned();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.trim_end().ends_with("runtime-router.toml: |"));
+    lines.next();
+    lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect()
+}
+
+#[test]
+fn deploy_manifests_policy_is_valid_and_classes_use_the_feature_labels() {
+    let d = tmp();
+    let p = d.path().join("configmap-policy.toml");
+    let policy = configmap_policy();
+    assert!(policy.contains("[tenants.provider]"), "{policy}");
+    write(&p, &policy);
+    let (code, out, err) = routerctl(&["check", &s(&p)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let classes = String::from_utf8_lossy(&read(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/runtimeclass.yaml"),
+    ))
+    .into_owned();
+    // every tier label node-features can print is used by a RuntimeClass nodeSelector
+    for tier in ["container", "sandbox", "vm"] {
+        assert!(
+            classes.contains(&format!("runtime-router.io/tier.{tier}: \"true\"")),
+            "{tier}"
+        );
+    }
+    let (code, out, _) = routerctl(&["node-features", "--config", &s(&p)]);
+    assert_eq!(code, 0);
+    for l in out.lines() {
+        let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{l}"));
+        assert!(classes.contains(&format!("{k}: \"{v}\"")), "{l}");
+    }
+}
