@@ -305,11 +305,20 @@ fn install_and_uninstall_a_containerd_2_node() {
     let (code, out, err) = routerctl(&["check", "--containerd-config", &s(&cfg)]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("every pod goes through the router"), "{out}");
-    // running it again changes nothing
-    let (code, out, err) = routerctl(&["install", "--host-root", &s(&root), "--from", &s(&bins)]);
+    // running it again changes nothing and does not restart containerd
+    let (code, out, err) = routerctl(&[
+        "install",
+        "--host-root",
+        &s(&root),
+        "--from",
+        &s(&bins),
+        "--restart-command",
+        &restart,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("already registers the router"), "{out}");
     assert_eq!(String::from_utf8_lossy(&read(&cfg)), installed);
+    assert_eq!(read(&marker), b"restarted\n");
 
     // a node-feature file written later is removed by uninstall
     write(

@@ -12,7 +12,7 @@
 //!    removes every other handler (a handler beside the router lets a RuntimeClass go around it);
 //! 3. keeps the original text in `config.toml.runtime-router-orig` and what it did in
 //!    `DIR/var/lib/runtime-router/install.json`;
-//! 4. runs `--restart-command` (the DaemonSet: `nsenter` into PID 1 and `systemctl restart
+//! 4. runs `--restart-command` when the config changed (the DaemonSet: `nsenter` into PID 1 and `systemctl restart
 //!    containerd`; systemd's `KillMode=process` keeps running shims, so pods survive).
 //!
 //! uninstall restores the original config byte for byte (or removes the file if there was none),
@@ -338,7 +338,8 @@ fn try_install(a: &InstallArgs) -> Result<(), String> {
             current.is_some()
         }
     };
-    if current.as_deref() == Some(reg.text.as_bytes()) {
+    let changed = current.as_deref() != Some(reg.text.as_bytes());
+    if !changed {
         out!(
             "{cfg_host} already registers the router (config version {})",
             reg.version
@@ -365,7 +366,13 @@ fn try_install(a: &InstallArgs) -> Result<(), String> {
     };
     let json = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
     write_file(&state_path, &json, 0o644)?;
-    run_restart(a.restart_command.as_deref())
+    if changed {
+        run_restart(a.restart_command.as_deref())
+    } else {
+        // the binaries take effect at the next pod start; containerd has nothing new to read
+        out!("containerd config unchanged: no restart");
+        Ok(())
+    }
 }
 
 /// `routerctl uninstall`.
