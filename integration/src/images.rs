@@ -145,7 +145,13 @@ pub fn files_layer(files: &[(String, u32, Vec<u8>)]) -> Result<Vec<u8>> {
     let mut dirs = std::collections::BTreeSet::new();
     for (path, _, _) in files {
         let mut acc = String::new();
-        for part in path.split('/').collect::<Vec<_>>().split_last().map(|x| x.1).unwrap_or(&[]) {
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|x| x.1)
+            .unwrap_or(&[])
+        {
             if !acc.is_empty() {
                 acc.push('/');
             }

@@ -18,6 +18,7 @@ pub mod net;
 pub mod netns;
 pub mod procs;
 pub mod reaper;
+pub mod routerimage;
 pub mod standin;
 
 pub use config::{RuntimeHandler, BUSYBOX_IMAGE, PAUSE_IMAGE};

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
 use cluster_support::*;
-use router_integration::{Containerd, ContainerSpec, ContainerdOptions, RuntimeHandler};
+use router_integration::{ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler};
 
 const POLICY: &str = r#"version = 1
 audit_log = "{dir}/audit/decisions.jsonl"
@@ -67,7 +67,9 @@ async fn run(h: &mut Containerd) -> Result<()> {
     let before = h.pod("web", "before-install");
     let before_cfg = before.build();
     let before_id = cri.run_pod(&before_cfg).await.context("pod before")?;
-    let c = ContainerSpec::new("main").in_pod(&before).shell("sleep 600");
+    let c = ContainerSpec::new("main")
+        .in_pod(&before)
+        .shell("sleep 600");
     let before_c = cri
         .run_container(&before_id, &before_cfg, &c.build())
         .await
@@ -106,12 +108,18 @@ async fn run(h: &mut Containerd) -> Result<()> {
         "--containerd-config".as_ref(),
         cfg.as_os_str(),
     ])?;
-    ensure!(check.contains("every pod goes through the router"), "{check}");
+    ensure!(
+        check.contains("every pod goes through the router"),
+        "{check}"
+    );
 
     // containerd restarts on the edited config; the earlier pod survives
     h.restart().await.context("restart after install")?;
     let cri = h.cri();
-    ensure!(cri.pod_status(&before_id).await?.state == 0, "old pod not ready");
+    ensure!(
+        cri.pod_status(&before_id).await?.state == 0,
+        "old pod not ready"
+    );
     let out = cri
         .exec_sync(&before_c, &["echo", "still-here"], LONG)
         .await?;
@@ -125,14 +133,27 @@ async fn run(h: &mut Containerd) -> Result<()> {
     );
 
     // uninstall: the original config byte for byte, containerd back on runc
-    routerctl_ok(&["uninstall".as_ref(), "--host-root".as_ref(), host.as_os_str()])?;
-    ensure!(std::fs::read(&cfg)? == original, "config not restored byte for byte");
+    routerctl_ok(&[
+        "uninstall".as_ref(),
+        "--host-root".as_ref(),
+        host.as_os_str(),
+    ])?;
+    ensure!(
+        std::fs::read(&cfg)? == original,
+        "config not restored byte for byte"
+    );
     ensure!(!host.join("usr/local/bin/routerctl").exists());
     h.restart().await.context("restart after uninstall")?;
     let cri = h.cri();
-    ensure!(cri.pod_status(&before_id).await?.state == 0, "old pod not ready");
+    ensure!(
+        cri.pod_status(&before_id).await?.state == 0,
+        "old pod not ready"
+    );
     let plain = h.pod("web", "after-uninstall");
-    let plain_id = cri.run_pod(&plain.build()).await.context("pod after uninstall")?;
+    let plain_id = cri
+        .run_pod(&plain.build())
+        .await
+        .context("pod after uninstall")?;
     ensure!(
         std::fs::metadata(
             h.bundle_dir(router_integration::K8S_NAMESPACE, &plain_id)

@@ -64,7 +64,10 @@ fn start_prometheus(dir: &std::path::Path, target: &str) -> Result<(Proc, String
         let mut p = Proc::spawn(
             Command::new("prometheus")
                 .arg(format!("--config.file={}", cfg.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
                 .arg(format!("--web.listen-address={addr}")),
         )
         .context("prometheus (scripts/install-deps.sh installs Debian's prometheus)")?;

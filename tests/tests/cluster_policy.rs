@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
 use cluster_support::*;
-use router_integration::{Containerd, ContainerSpec, ContainerdOptions};
+use router_integration::{ContainerSpec, Containerd, ContainerdOptions};
 
 const V1: &str = r#"version = 1
 audit_log = "{dir}/audit/decisions.jsonl"
@@ -78,7 +78,10 @@ async fn run(h: &Containerd) -> Result<()> {
     let p1_cfg = p1.build();
     let p1_id = cri.run_pod(&p1_cfg).await.context("pod after broken")?;
     let rec = record(h, &p1_id)?;
-    ensure!(rec["tenant"] == "team-a", "routed by the last good policy: {rec}");
+    ensure!(
+        rec["tenant"] == "team-a",
+        "routed by the last good policy: {rec}"
+    );
 
     // a good version: applied (digests printed), the next pod follows it
     let v3 = v1.replace("[tenants.team-a]", "[tenants.team-b]");
@@ -88,7 +91,10 @@ async fn run(h: &Containerd) -> Result<()> {
     ensure!(std::fs::read_to_string(&live)? == v3);
     let mut prev = live.clone().into_os_string();
     prev.push(".prev");
-    ensure!(std::fs::read_to_string(&prev)? == v1, "previous text not kept");
+    ensure!(
+        std::fs::read_to_string(&prev)? == v1,
+        "previous text not kept"
+    );
     let p2 = h.pod("web", "after-good");
     let p2_cfg = p2.build();
     let p2_id = cri.run_pod(&p2_cfg).await.context("pod after good")?;
@@ -120,7 +126,11 @@ async fn run(h: &Containerd) -> Result<()> {
         .args(["metrics", "--audit-log"])
         .arg(&audit)
         .output()?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout)?;
     promtool_check(&text)?;
     let got = parsed_counts(&text)?;

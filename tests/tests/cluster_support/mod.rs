@@ -54,7 +54,11 @@ impl ConfigMapDir {
     pub fn update(&mut self, text: &str) -> Result<()> {
         let old = self.generation;
         self.generation += 1;
-        let ts = format!("..2026_12_01_00_00_{:02}.{}", self.generation, std::process::id());
+        let ts = format!(
+            "..2026_12_01_00_00_{:02}.{}",
+            self.generation,
+            std::process::id()
+        );
         let data = self.dir.join(&ts);
         std::fs::create_dir(&data)?;
         std::fs::write(data.join(&self.key), text)?;
@@ -155,7 +159,8 @@ pub fn record(h: &Containerd, id: &str) -> Result<Value> {
     let path = h
         .bundle_dir(router_integration::K8S_NAMESPACE, id)
         .join("router-decision.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
 }
 
@@ -228,7 +233,10 @@ pub fn http_get(addr: &str, path: &str) -> Result<(String, String)> {
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let (head, body) = buf.split_once("\r\n\r\n").context("no header end")?;
-    Ok((head.lines().next().unwrap_or("").to_string(), body.to_string()))
+    Ok((
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    ))
 }
 
 /// A free loopback port (bound and released: the caller binds it right after).
