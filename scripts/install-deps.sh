@@ -23,6 +23,7 @@ set -euo pipefail
 PACKAGES=(
     containerd runc runsc busybox-static containernetworking-plugins iproute2 iptables
     protobuf-compiler gcc libc6-dev procps
+    prometheus  # promtool checks `routerctl metrics` output; one e2e test scrapes it with a real server
 )
 
 SUDO=()

@@ -134,6 +134,46 @@ pub fn write_archive(images: &[ImageSpec], busybox: &Path, out: &Path) -> Result
 
 /// The archive's bytes (see [`write_archive`]).
 pub fn build_archive(images: &[ImageSpec], busybox: &Path) -> Result<Vec<u8>> {
+    build_archive_layers(images, busybox, &[])
+}
+
+/// A layer tar holding `files` (path inside the image without a leading `/`, mode, contents)
+/// and the directories above them.
+pub fn files_layer(files: &[(String, u32, Vec<u8>)]) -> Result<Vec<u8>> {
+    let io = |e| Error::io("build files layer tar", e);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _, _) in files {
+        let mut acc = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|x| x.1)
+            .unwrap_or(&[])
+        {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(part);
+            if dirs.insert(acc.clone()) {
+                append_dir(&mut b, &acc, 0o755).map_err(io)?;
+            }
+        }
+    }
+    for (path, mode, bytes) in files {
+        append_file(&mut b, path, *mode, bytes).map_err(io)?;
+    }
+    b.into_inner().map_err(io)
+}
+
+/// Like [`build_archive`], with `extra_layers` stacked on the busybox layer of every image
+/// (e.g. [`files_layer`] with the router's static binaries for the DaemonSet image).
+pub fn build_archive_layers(
+    images: &[ImageSpec],
+    busybox: &Path,
+    extra_layers: &[Vec<u8>],
+) -> Result<Vec<u8>> {
     if images.is_empty() {
         return Err(Error::Invalid("no images to build".into()));
     }
@@ -142,6 +182,18 @@ pub fn build_archive(images: &[ImageSpec], busybox: &Path) -> Result<Vec<u8>> {
     let arch = oci_arch();
 
     let mut blobs: Vec<(String, Vec<u8>)> = vec![(layer_digest.clone(), layer)];
+    let mut layer_descs = vec![
+        serde_json::json!({ "mediaType": MEDIA_LAYER, "digest": layer_digest, "size": blobs[0].1.len() }),
+    ];
+    let mut diff_ids = vec![layer_digest.clone()];
+    for extra in extra_layers {
+        let d = digest(extra);
+        layer_descs.push(
+            serde_json::json!({ "mediaType": MEDIA_LAYER, "digest": d, "size": extra.len() }),
+        );
+        diff_ids.push(d.clone());
+        blobs.push((d, extra.clone()));
+    }
     let mut manifests = Vec::new();
     for image in images {
         let tag = tag_of(&image.name).ok_or_else(|| {
@@ -159,7 +211,7 @@ pub fn build_archive(images: &[ImageSpec], busybox: &Path) -> Result<Vec<u8>> {
                 "Cmd": if image.cmd.is_empty() { serde_json::Value::Null } else { serde_json::json!(image.cmd) },
                 "WorkingDir": "/",
             },
-            "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
             "history": [{ "created_by": "router-integration: busybox-static offline build" }],
         });
         let config = to_json(&config)?;
@@ -168,7 +220,7 @@ pub fn build_archive(images: &[ImageSpec], busybox: &Path) -> Result<Vec<u8>> {
             "schemaVersion": 2,
             "mediaType": MEDIA_MANIFEST,
             "config": { "mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config.len() },
-            "layers": [{ "mediaType": MEDIA_LAYER, "digest": layer_digest, "size": blobs[0].1.len() }],
+            "layers": layer_descs,
         });
         let manifest = to_json(&manifest)?;
         let manifest_digest = digest(&manifest);

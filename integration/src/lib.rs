@@ -19,6 +19,7 @@ pub mod netns;
 pub mod procs;
 pub mod reaper;
 pub mod router_state;
+pub mod routerimage;
 pub mod standin;
 
 pub use config::{RuntimeHandler, BUSYBOX_IMAGE, PAUSE_IMAGE};

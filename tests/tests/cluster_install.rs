@@ -1,0 +1,166 @@
+//! The node installer against a running private containerd 1.6 (config version 2): a node whose
+//! containerd serves pods with plain runc; `routerctl install --host-root` (the host root's
+//! `etc/containerd` is the harness's config dir) registers the router, containerd restarts,
+//! the pod started before the restart still runs, a new pod is routed; `routerctl uninstall`
+//! restores the original config byte for byte and containerd comes back on runc.
+//! (The config version 3 edit is tested in shim/tests/routerctl_cluster.rs.)
+
+mod cluster_support;
+
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use cluster_support::*;
+use router_integration::{ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler};
+
+const POLICY: &str = r#"version = 1
+audit_log = "{dir}/audit/decisions.jsonl"
+default_tenant = "provider"
+allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
+
+[backends.runc]
+kind = "builtin"
+runtime = "/usr/sbin/runc"
+isolation = "container"
+
+[tenants.provider]
+namespaces = ["kube-system"]
+backend = "runc"
+
+[tenants.team-a]
+namespaces = ["web"]
+backend = "runc"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_on_containerd_1_6_then_uninstall_restores_byte_for_byte() -> Result<()> {
+    let mut opts = ContainerdOptions::with_policy(POLICY)
+        .default_runtime("runc")
+        .handler(RuntimeHandler::runc("runc"));
+    opts.router_handler = false;
+    let mut h = Containerd::start(opts).await.context("start containerd")?;
+    let r = run(&mut h).await;
+    if r.is_err() {
+        eprintln!("containerd log:\n{}", h.log_tail());
+    }
+    r?;
+    h.shutdown().await?;
+    Ok(())
+}
+
+fn routerctl_ok(args: &[&std::ffi::OsStr]) -> Result<String> {
+    let out = Command::new(routerctl()?).args(args).output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(out.status.success(), "routerctl {args:?}: {text}");
+    Ok(text)
+}
+
+async fn run(h: &mut Containerd) -> Result<()> {
+    // the node before: containerd's own config, pods on runc
+    let cfg = h.dir().join("config.toml");
+    let original = std::fs::read(&cfg)?;
+    let cri = h.cri();
+    let before = h.pod("web", "before-install");
+    let before_cfg = before.build();
+    let before_id = cri.run_pod(&before_cfg).await.context("pod before")?;
+    let c = ContainerSpec::new("main")
+        .in_pod(&before)
+        .shell("sleep 600");
+    let before_c = cri
+        .run_container(&before_id, &before_cfg, &c.build())
+        .await
+        .context("container before")?;
+    ensure!(
+        std::fs::metadata(
+            h.bundle_dir(router_integration::K8S_NAMESPACE, &before_id)
+                .join("router-decision.json")
+        )
+        .is_err(),
+        "the pod before install must not be routed"
+    );
+
+    // a host root whose etc/containerd is the harness's config dir; small stand-in binaries
+    let host = h.dir().join("host");
+    std::fs::create_dir_all(host.join("etc"))?;
+    std::os::unix::fs::symlink(h.dir(), host.join("etc/containerd"))?;
+    let image_bin = h.dir().join("image-bin");
+    std::fs::create_dir_all(&image_bin)?;
+    for b in ["containerd-shim-router-v2", "routerctl"] {
+        std::fs::copy("/bin/true", image_bin.join(b))?;
+    }
+    let out = routerctl_ok(&[
+        "install".as_ref(),
+        "--host-root".as_ref(),
+        host.as_os_str(),
+        "--from".as_ref(),
+        image_bin.as_os_str(),
+    ])?;
+    ensure!(out.contains("config version 2"), "{out}");
+    ensure!(out.contains("removed runtime handler `runc`"), "{out}");
+    let policy = h.policy_path().context("policy")?.to_owned();
+    let check = routerctl_ok(&[
+        "check".as_ref(),
+        policy.as_os_str(),
+        "--containerd-config".as_ref(),
+        cfg.as_os_str(),
+    ])?;
+    ensure!(
+        check.contains("every pod goes through the router"),
+        "{check}"
+    );
+
+    // containerd restarts on the edited config; the earlier pod survives
+    h.restart().await.context("restart after install")?;
+    let cri = h.cri();
+    ensure!(
+        cri.pod_status(&before_id).await?.state == 0,
+        "old pod not ready"
+    );
+    let out = cri
+        .exec_sync(&before_c, &["echo", "still-here"], LONG)
+        .await?;
+    ensure!(out.stdout.contains("still-here"), "{out:?}");
+    let routed = h.pod("web", "after-install");
+    let routed_id = cri.run_pod(&routed.build()).await.context("pod after")?;
+    let rec = record(h, &routed_id)?;
+    ensure!(
+        rec["tenant"] == "team-a" && rec["backend"] == "runc",
+        "new pod not routed: {rec}"
+    );
+
+    // uninstall: the original config byte for byte, containerd back on runc
+    routerctl_ok(&[
+        "uninstall".as_ref(),
+        "--host-root".as_ref(),
+        host.as_os_str(),
+    ])?;
+    ensure!(
+        std::fs::read(&cfg)? == original,
+        "config not restored byte for byte"
+    );
+    ensure!(!host.join("usr/local/bin/routerctl").exists());
+    h.restart().await.context("restart after uninstall")?;
+    let cri = h.cri();
+    ensure!(
+        cri.pod_status(&before_id).await?.state == 0,
+        "old pod not ready"
+    );
+    let plain = h.pod("web", "after-uninstall");
+    let plain_id = cri
+        .run_pod(&plain.build())
+        .await
+        .context("pod after uninstall")?;
+    ensure!(
+        std::fs::metadata(
+            h.bundle_dir(router_integration::K8S_NAMESPACE, &plain_id)
+                .join("router-decision.json")
+        )
+        .is_err(),
+        "after uninstall pods are no longer routed"
+    );
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! `routerctl metrics --listen` scraped by a real Prometheus server (Debian's `prometheus`, on
+//! 127.0.0.1, its own temp storage, stopped by the test): pods routed through a real containerd,
+//! the audit log rotated the way logrotate does (renamed; the next start creates a new file) and
+//! more pods routed; Prometheus's view of `runtime_router_decisions_total` equals the audit lines
+//! of both files, each counted once.
+
+mod cluster_support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use cluster_support::*;
+use router_integration::{Containerd, ContainerdOptions};
+use serde_json::Value;
+
+const POLICY: &str = r#"version = 1
+audit_log = "{dir}/audit/decisions.jsonl"
+default_tenant = "provider"
+allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
+
+[backends.runc]
+kind = "builtin"
+runtime = "/usr/sbin/runc"
+isolation = "container"
+
+[tenants.provider]
+namespaces = ["kube-system"]
+backend = "runc"
+
+[tenants.team-a]
+namespaces = ["web"]
+backend = "runc"
+deny = ["host-network"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_decisions_across_a_rotation() -> Result<()> {
+    let h = Containerd::start(ContainerdOptions::with_policy(POLICY))
+        .await
+        .context("start containerd")?;
+    let r = run(&h).await;
+    if r.is_err() {
+        eprintln!("containerd log:\n{}", h.log_tail());
+    }
+    r?;
+    h.shutdown().await?;
+    Ok(())
+}
+
+/// Starts Prometheus on a free loopback port scraping `target` every second. A port taken between
+/// the probe and Prometheus's bind (another harness) is retried with another port.
+fn start_prometheus(dir: &std::path::Path, target: &str) -> Result<(Proc, String)> {
+    std::fs::create_dir_all(dir)?;
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: runtime-router\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )?;
+    for _ in 0..5 {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let mut p = Proc::spawn(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}")),
+        )
+        .context("prometheus (scripts/install-deps.sh installs Debian's prometheus)")?;
+        match p.wait_line("Server is ready to receive web requests", LONG) {
+            Ok(_) => return Ok((p, addr)),
+            Err(e) if p.seen.iter().any(|l| l.contains("address already in use")) => {
+                eprintln!("prometheus port {addr} taken, another: {e}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("no free port for prometheus")
+}
+
+/// Prometheus's current `runtime_router_decisions_total` series as label set → value.
+fn query(addr: &str) -> Result<std::collections::BTreeMap<String, u64>> {
+    let (status, body) = http_get(addr, "/api/v1/query?query=runtime_router_decisions_total")?;
+    ensure!(status.contains("200"), "{status}: {body}");
+    let v: Value = serde_json::from_str(&body)?;
+    let mut m = std::collections::BTreeMap::new();
+    for r in v["data"]["result"].as_array().context("result")? {
+        let l = &r["metric"];
+        let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+        let key = format!(
+            "outcome={},role={},tenant={},backend={},rule={}",
+            s("outcome"),
+            s("role"),
+            s("tenant"),
+            s("backend"),
+            s("rule")
+        );
+        let n: u64 = r["value"][1].as_str().context("value")?.parse()?;
+        m.insert(key, n);
+    }
+    Ok(m)
+}
+
+async fn run(h: &Containerd) -> Result<()> {
+    let audit = h.dir().join("audit/decisions.jsonl");
+    let mut metrics = Proc::spawn(
+        Command::new(routerctl()?)
+            .args(["metrics", "--audit-log"])
+            .arg(&audit)
+            .args(["--listen", "127.0.0.1:0", "--interval-ms", "100"]),
+    )?;
+    let line = metrics.wait_line("serving http://", LONG)?;
+    let target = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .context("address")?
+        .to_string();
+
+    let cri = h.cri();
+    let p1 = h.pod("web", "metrics-one");
+    cri.run_pod(&p1.build()).await.context("pod one")?;
+    ensure!(
+        cri.run_pod(&h.pod("web", "metrics-hostnet").host_network(true).build())
+            .await
+            .is_err(),
+        "host network must be refused"
+    );
+    // logrotate: rename; the router's next start creates a new file
+    let rotated = h.dir().join("audit/decisions.jsonl.1");
+    std::fs::rename(&audit, &rotated)?;
+    let p2 = h.pod("kube-system", "metrics-two");
+    cri.run_pod(&p2.build()).await.context("pod two")?;
+    ensure!(audit.exists(), "a new audit file after the rotation");
+
+    let mut lines = audit_lines(&rotated)?;
+    lines.extend(audit_lines(&audit)?);
+    let want = expected_counts(&lines);
+    ensure!(want.values().sum::<u64>() == 3, "audit: {lines:?}");
+
+    // our endpoint: promtool-valid and exact
+    let (status, body) = http_get(&target, "/metrics")?;
+    ensure!(status.contains("200"), "{status}");
+    promtool_check(&body)?;
+    ensure!(parsed_counts(&body)? == want, "{body}\nwant {want:?}");
+    let (status, _) = http_get(&target, "/other")?;
+    ensure!(status.contains("404"), "{status}");
+
+    // a real Prometheus server scrapes it
+    let (prom, prom_addr) = start_prometheus(&h.dir().join("prometheus"), &target)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = query(&prom_addr).unwrap_or_default();
+        if got == want || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    drop(prom);
+    ensure!(got == want, "prometheus sees {got:?}\naudit {want:?}");
+    drop(metrics);
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Shared helpers of the cluster suites (`cluster_*.rs`): the built `routerctl`, a directory laid
+//! out like a kubelet ConfigMap volume (`..data` symlink swapped on update), child processes that
+//! are killed (by their own pid) when dropped, the audit log and decision records, and a minimal
+//! HTTP GET for loopback servers.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use router_integration::{binaries, Containerd};
+use serde_json::Value;
+
+/// Generous timeout for anything the loaded machine must do.
+pub const LONG: Duration = Duration::from_secs(120);
+
+/// The `routerctl` built beside the router shim.
+pub fn routerctl() -> Result<PathBuf> {
+    binaries::routerctl_path().context("routerctl not built: cargo build --workspace --bins")
+}
+
+/// A ConfigMap volume as kubelet's atomic writer lays it out: `DIR/..<n>/KEY` holds the data,
+/// `DIR/..data` → `..<n>`, `DIR/KEY` → `..data/KEY`. An update writes a new `..<n+1>`, swaps
+/// `..data` with a rename and removes the old directory.
+pub struct ConfigMapDir {
+    pub dir: PathBuf,
+    key: String,
+    generation: u32,
+}
+
+impl ConfigMapDir {
+    pub fn new(dir: &Path, key: &str, text: &str) -> Result<ConfigMapDir> {
+        std::fs::create_dir_all(dir)?;
+        let mut cm = ConfigMapDir {
+            dir: dir.to_owned(),
+            key: key.to_string(),
+            generation: 0,
+        };
+        cm.update(text)?;
+        std::os::unix::fs::symlink(format!("..data/{key}"), dir.join(key))?;
+        Ok(cm)
+    }
+
+    /// The path a pod reads (`DIR/KEY`).
+    pub fn file(&self) -> PathBuf {
+        self.dir.join(&self.key)
+    }
+
+    /// Publishes a new version the way kubelet does.
+    pub fn update(&mut self, text: &str) -> Result<()> {
+        let old = self.generation;
+        self.generation += 1;
+        let ts = format!(
+            "..2026_12_01_00_00_{:02}.{}",
+            self.generation,
+            std::process::id()
+        );
+        let data = self.dir.join(&ts);
+        std::fs::create_dir(&data)?;
+        std::fs::write(data.join(&self.key), text)?;
+        let tmp = self.dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&ts, &tmp)?;
+        std::fs::rename(&tmp, self.dir.join("..data"))?;
+        if old > 0 {
+            for e in std::fs::read_dir(&self.dir)? {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("..2026") && name != ts {
+                    std::fs::remove_dir_all(e.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A child process with its stdout and stderr lines collected; killed by pid when dropped.
+pub struct Proc {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Result<Proc> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawn {cmd:?}"))?;
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().context("stdout")?;
+        let err = child.stderr.take().context("stderr")?;
+        for r in [Box::new(out) as Box<dyn Read + Send>, Box::new(err)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for l in BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(Proc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Waits for an output line containing `needle` (lines before it are kept in `seen`).
+    pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return Ok(l);
+                    }
+                }
+                Err(_) => bail!(
+                    "no line with {needle:?} within {timeout:?}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every line of an audit log, parsed.
+pub fn audit_lines(path: &Path) -> Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).context("read audit log"),
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("audit line {l:?}")))
+        .collect()
+}
+
+/// The decision record of a CRI task.
+pub fn record(h: &Containerd, id: &str) -> Result<Value> {
+    let path = h
+        .bundle_dir(router_integration::K8S_NAMESPACE, id)
+        .join("router-decision.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
+}
+
+/// The expected `runtime_router_decisions_total` samples of audit lines: label set → count.
+pub fn expected_counts(lines: &[Value]) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in lines {
+        let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+        let key = format!(
+            "outcome={},role={},tenant={},backend={},rule={}",
+            s("outcome"),
+            s("role"),
+            s("tenant"),
+            s("backend"),
+            s("rule")
+        );
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+/// `promtool check metrics` on `text`.
+pub fn promtool_check(text: &str) -> Result<()> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("promtool (scripts/install-deps.sh installs Debian's prometheus)")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "promtool check metrics failed:\n{}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Parses `runtime_router_decisions_total` samples of an exposition into label set → count
+/// (labels in the fixed order routerctl writes them).
+pub fn parsed_counts(text: &str) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("runtime_router_decisions_total{") else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").context("sample")?;
+        let labels = labels.replace('"', "");
+        *m.entry(labels).or_insert(0) += value.trim().parse::<u64>()?;
+    }
+    Ok(m)
+}
+
+/// A plain HTTP/1.1 GET on a loopback address; returns (status line, body).
+pub fn http_get(addr: &str, path: &str) -> Result<(String, String)> {
+    let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let (head, body) = buf.split_once("\r\n\r\n").context("no header end")?;
+    Ok((
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    ))
+}
+
+/// A free loopback port (bound and released: the caller binds it right after).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
