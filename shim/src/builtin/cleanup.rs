@@ -1,6 +1,6 @@
 //! The `delete` action: containerd runs it when a shim is gone (crashed, killed, or found dead
-//! after a restart). Force-delete the container through the runtime, unmount its rootfs, and
-//! answer a `DeleteResponse` saying it was killed (137) now.
+//! after a restart). Force-delete the container through the runtime, unmount its rootfs, remove
+//! its pid dir, and answer a `DeleteResponse` saying it was killed (137) now.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -54,10 +54,13 @@ pub fn delete(
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let pid = std::fs::read_to_string(bundle.join("init.pid"))
+    // The pid the daemon's runtime wrote, from the root-only pid dir (never the bundle).
+    let pid = super::piddir::path(&args.namespace, &args.id)
         .ok()
+        .and_then(|d| std::fs::read_to_string(d.join("init.pid")).ok())
         .and_then(|t| t.trim().parse::<u32>().ok())
         .unwrap_or(0);
+    super::piddir::remove(&args.namespace, &args.id);
     let resp = DeleteResponse {
         pid,
         exit_status: 137,

@@ -12,6 +12,7 @@ mod daemon;
 mod launch;
 mod ociruntime;
 mod oom;
+mod piddir;
 mod reaper;
 mod rootfs;
 // runsc (gVisor) rules, owned by epsilon: see docs/gvisor.md "Integration".
@@ -20,7 +21,7 @@ pub(crate) mod stats;
 mod stdio;
 mod task;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::args::ShimArgs;
 
