@@ -612,7 +612,9 @@ impl Containerd {
         }
     }
 
-    /// What the leak check looks for: this harness's dir, socket, state, log and router state dir.
+    /// What the leak check looks for: this harness's dir, socket, state, log and router state dir
+    /// (its containerd, while running, is not a leak). Tests may check mid-way with
+    /// [`crate::leaks::wait_clean`].
     pub fn leak_scope(&self) -> crate::leaks::Scope {
         let router_state = self
             .env
@@ -626,6 +628,11 @@ impl Containerd {
             state: self.paths.state.clone(),
             log: self.paths.log.clone(),
             router_state,
+            ignore_pids: self
+                .containerd_pid()
+                .and_then(|p| i32::try_from(p).ok())
+                .into_iter()
+                .collect(),
         }
     }
 

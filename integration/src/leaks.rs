@@ -44,6 +44,8 @@ pub struct Scope {
     pub log: PathBuf,
     /// The router state dir the harness's shims use.
     pub router_state: PathBuf,
+    /// Processes that are the harness's own while it runs (its containerd).
+    pub ignore_pids: Vec<i32>,
 }
 
 impl Scope {
@@ -161,7 +163,7 @@ fn processes(scope: &Scope, ids: &BTreeSet<String>) -> Vec<String> {
     let socket = scope.socket.to_string_lossy().into_owned();
     let mut out = Vec::new();
     for p in procs::list() {
-        if p.pid == me || !procs::alive(p.pid) {
+        if p.pid == me || scope.ignore_pids.contains(&p.pid) || !procs::alive(p.pid) {
             continue;
         }
         let why = if p
@@ -338,6 +340,7 @@ mod tests {
             state: dir.path().join("state"),
             log: dir.path().join("containerd.log"),
             router_state: dir.path().join("router"),
+            ignore_pids: Vec::new(),
         };
         assert_eq!(find(&scope), Vec::<String>::new());
     }

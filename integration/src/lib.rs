@@ -12,6 +12,7 @@ pub mod containerd;
 pub mod cri;
 pub mod ctr;
 pub mod error;
+pub mod faults;
 pub mod images;
 pub mod leaks;
 pub mod mounts;

@@ -64,7 +64,9 @@ pub fn remove(namespace: &str, id: &str) {
 
 /// Our effective uid (the owner of `/proc/self`).
 fn own_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

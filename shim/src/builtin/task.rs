@@ -342,7 +342,10 @@ impl Inner {
         };
         let joined = self.runsc.is_some() && RunscRules::joins_sandbox(&bundle);
         let created = match piddir::create(&self.namespace, &id) {
-            Ok(pids) => self.create_container(&id, &bundle, &pids, &io, joined).await,
+            Ok(pids) => {
+                self.create_container(&id, &bundle, &pids, &io, joined)
+                    .await
+            }
             Err(e) => Err(e),
         };
         match created {
