@@ -633,6 +633,7 @@ impl Containerd {
                 .and_then(|p| i32::try_from(p).ok())
                 .into_iter()
                 .collect(),
+            keep_ids: Default::default(),
         }
     }
 

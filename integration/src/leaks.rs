@@ -46,6 +46,9 @@ pub struct Scope {
     pub router_state: PathBuf,
     /// Processes that are the harness's own while it runs (its containerd).
     pub ignore_pids: Vec<i32>,
+    /// Tasks kept on purpose while checking (e.g. a long-lived pod of a soak run): nothing
+    /// naming one of these ids is reported.
+    pub keep_ids: BTreeSet<String>,
 }
 
 impl Scope {
@@ -104,7 +107,8 @@ fn dir_names(dir: &Path) -> Vec<String> {
 
 /// Everything of the harness still there, one line each (empty: no leak).
 pub fn find(scope: &Scope) -> Vec<String> {
-    let (ids, namespaces) = scope.ids();
+    let (mut ids, namespaces) = scope.ids();
+    ids.retain(|id| !scope.keep_ids.contains(id));
     let mut out = Vec::new();
     out.extend(processes(scope, &ids));
     out.extend(task_bundles(scope));
@@ -112,6 +116,7 @@ pub fn find(scope: &Scope) -> Vec<String> {
     out.extend(sockets(scope, &ids, &namespaces));
     out.extend(mounts(scope, &ids));
     out.extend(cgroups(&ids));
+    out.retain(|line| !scope.keep_ids.iter().any(|k| line.contains(k.as_str())));
     out
 }
 
@@ -166,18 +171,27 @@ fn processes(scope: &Scope, ids: &BTreeSet<String>) -> Vec<String> {
         if p.pid == me || scope.ignore_pids.contains(&p.pid) || !procs::alive(p.pid) {
             continue;
         }
+        let cwd = std::fs::read_link(format!("/proc/{}/cwd", p.pid)).ok();
+        let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid)).unwrap_or_default();
+        let kept = scope.keep_ids.iter().any(|k| {
+            p.cmdline.iter().any(|a| a.contains(k.as_str()))
+                || cg.contains(k.as_str())
+                || cwd
+                    .as_ref()
+                    .is_some_and(|c| c.to_string_lossy().contains(k.as_str()))
+        });
+        if kept {
+            continue;
+        }
         let why = if p
             .cmdline
             .iter()
             .any(|a| a.contains(&dir) || a.contains(&socket))
         {
             Some("its command line names the harness".to_owned())
-        } else if std::fs::read_link(format!("/proc/{}/cwd", p.pid))
-            .is_ok_and(|c| c.starts_with(&scope.dir))
-        {
+        } else if cwd.as_ref().is_some_and(|c| c.starts_with(&scope.dir)) {
             Some("its working directory is in the harness".to_owned())
         } else {
-            let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid)).unwrap_or_default();
             ids.iter()
                 .find(|id| cg.contains(id.as_str()))
                 .map(|id| format!("it is in the cgroup of {}", short(id)))
@@ -341,6 +355,7 @@ mod tests {
             log: dir.path().join("containerd.log"),
             router_state: dir.path().join("router"),
             ignore_pids: Vec::new(),
+            keep_ids: BTreeSet::new(),
         };
         assert_eq!(find(&scope), Vec::<String>::new());
     }
