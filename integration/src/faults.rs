@@ -8,6 +8,7 @@
 //!   (SIGKILL): the work was done but the caller sees a crashed runtime;
 //! - `VERB stall SECONDS [N]`: the call waits SECONDS before running (a window in which a test
 //!   kills the daemon or containerd); the file `stalled` says a call is waiting.
+//!
 //! Every call is counted (`calls`: one `VERB N` line each). Rules can be changed at any time
 //! ([`FaultyRuntime::set_rules`]); a test can also make the binary vanish ([`FaultyRuntime::vanish`]).
 
