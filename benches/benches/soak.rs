@@ -317,9 +317,21 @@ async fn run(soak: &mut Soak, cycles: usize, seed: u64) -> Result<()> {
                 .or_default()
                 .push(format!("cycle {i}: {e:#}")),
         }
+        // A leak is reported once: later cycles wait only for new ones.
         let found = tokio::task::spawn_blocking({
             let scope = scope.clone();
-            move || leaks::wait_clean(&scope, GRACE)
+            let known = leaked.clone();
+            move || {
+                let deadline = Instant::now() + GRACE;
+                loop {
+                    let mut found = leaks::find(&scope);
+                    found.retain(|l| !known.contains(l));
+                    if found.is_empty() || Instant::now() >= deadline {
+                        return found;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
         })
         .await?;
         if !found.is_empty() {

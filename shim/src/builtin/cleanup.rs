@@ -47,6 +47,15 @@ pub fn delete(
         }
         Ok::<_, BuiltinError>(())
     })?;
+    // `delete` looked at the daemon's socket before this cleanup; look again now that the
+    // runtime is done with the task: a dead daemon's socket must not outlive its last task.
+    match crate::stale::remove_dead_socket(bundle) {
+        Ok(crate::stale::Stale::Removed(p)) => {
+            log::debug!("removed dead shim socket {}", p.display())
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("checking the shim socket after cleanup: {e}"),
+    }
     let rootfs_dir = bundle.join("rootfs");
     if let Err(e) = rootfs::unmount_all(&rootfs_dir) {
         log::warn!("{e}");
