@@ -56,6 +56,12 @@ pub fn delete(
         Ok(_) => {}
         Err(e) => log::warn!("checking the shim socket after cleanup: {e}"),
     }
+    // The runtime's own cgroup of the task, if it left it (runsc after its sandbox died).
+    if let Some(path) = super::cgroupdir::cgroups_path(bundle) {
+        for problem in super::cgroupdir::remove(&path) {
+            log::warn!("{problem}");
+        }
+    }
     let rootfs_dir = bundle.join("rootfs");
     if let Err(e) = rootfs::unmount_all(&rootfs_dir) {
         log::warn!("{e}");

@@ -7,6 +7,7 @@
 //!   unmount the rootfs, and the `DeleteResponse` bytes to print.
 //! - [`run_daemon`]: the daemon itself (no action argument; spawned by [`start`]).
 
+mod cgroupdir;
 mod cleanup;
 mod daemon;
 mod launch;
