@@ -33,6 +33,8 @@ pub const K8S_NAMESPACE: &str = "k8s.io";
 pub const KUBELET_PODS_DIR: &str = "/var/lib/kubelet/pods";
 /// Lines of containerd's log returned by [`Containerd::log_tail`].
 pub const LOG_TAIL_LINES: usize = 80;
+/// How long teardown lets the processes of removed pods take to exit before it calls them leaks.
+pub const LEAK_GRACE: Duration = Duration::from_secs(15);
 
 /// How to start a harness. `Default` registers only the router, as containerd's default handler.
 #[derive(Debug, Clone)]
@@ -610,6 +612,31 @@ impl Containerd {
         }
     }
 
+    /// What the leak check looks for: this harness's dir, socket, state, log and router state dir
+    /// (its containerd, while running, is not a leak). Tests may check mid-way with
+    /// [`crate::leaks::wait_clean`].
+    pub fn leak_scope(&self) -> crate::leaks::Scope {
+        let router_state = self
+            .env
+            .iter()
+            .find(|(k, _)| k == crate::leaks::ROUTER_STATE_DIR_ENV)
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| PathBuf::from(crate::leaks::ROUTER_STATE_DIR));
+        crate::leaks::Scope {
+            dir: self.paths.dir.clone(),
+            socket: self.paths.socket.clone(),
+            state: self.paths.state.clone(),
+            log: self.paths.log.clone(),
+            router_state,
+            ignore_pids: self
+                .containerd_pid()
+                .and_then(|p| i32::try_from(p).ok())
+                .into_iter()
+                .collect(),
+            keep_ids: Default::default(),
+        }
+    }
+
     /// The whole teardown; idempotent. Returns what could not be cleaned.
     fn teardown(&mut self) -> Vec<String> {
         let Some(tempdir) = self.tempdir.take() else {
@@ -618,7 +645,8 @@ impl Containerd {
         let mut left = Vec::new();
 
         // 1. Pods through CRI and ctr-started tasks in other namespaces, while containerd runs.
-        if self.child.is_some() {
+        let removed_through_cri = self.child.is_some();
+        if removed_through_cri {
             let socket = self.paths.socket.clone();
             let errors = on_fresh_runtime(Duration::from_secs(300), async move {
                 match CriClient::connect_with_timeout(&socket, Duration::from_secs(90)).await {
@@ -645,6 +673,13 @@ impl Containerd {
         // 2. containerd itself.
         if let Some(e) = self.stop_containerd() {
             left.push(e);
+        }
+
+        // 2b. Whatever of this harness outlived the removal of its pods is a leak (checked before
+        // anything is force-cleaned, scoped to this harness's own ids, socket and dir).
+        if removed_through_cri {
+            let found = crate::leaks::wait_clean(&self.leak_scope(), LEAK_GRACE);
+            left.extend(found.into_iter().map(|l| format!("leak: {l}")));
         }
 
         // 3. Shims, containers, runc state, netns, mounts, the bridge.

@@ -6,7 +6,7 @@ mod builtin_support;
 
 use anyhow::{ensure, Result};
 use builtin_support::*;
-use router_integration::{procs, ContainerSpec, Containerd};
+use router_integration::{leaks, procs, ContainerSpec, Containerd, K8S_NAMESPACE};
 
 async fn restart_case(crash: bool) -> Result<()> {
     let mut h = start().await?;
@@ -105,7 +105,8 @@ async fn containerd_crash_keeps_pods_then_they_stop_and_remove_cleanly() -> Resu
 
 /// The pod daemon is killed: containerd runs the router's `delete` for each of the pod's tasks,
 /// which force-deletes the containers through runc; CRI sees them exited, and the pod is then
-/// removed with nothing left.
+/// removed with nothing left once containerd's own dead-shim cleanup has run (the harness's
+/// leak check then finds nothing of the pod).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_daemon_is_cleaned_up_by_delete() -> Result<()> {
     let h = start().await?;
@@ -139,6 +140,21 @@ async fn killed_daemon_is_cleaned_up_by_delete() -> Result<()> {
         cri.remove_container(&cid).await?;
         cri.stop_pod(&pod_id).await?;
         cri.remove_pod(&pod_id).await?;
+        // containerd (1.6) cleans up after a dead shim in the background: it runs the router's
+        // `delete` for each task and removes the bundle when that returned, while CRI already
+        // treats the tasks as gone (RemovePodSandbox does not wait for it). Its end is the
+        // bundles' removal; the runtime state must be gone by then.
+        let left = leaks::wait_dead_shim_cleanup(
+            &h,
+            K8S_NAMESPACE,
+            &[cid.as_str(), pod_id.as_str()],
+            LONG,
+        )
+        .await;
+        ensure!(
+            left.is_empty(),
+            "containerd never finished the dead-shim cleanup of {left:?}"
+        );
         let root = std::path::Path::new("/run/runtime-router/runc/k8s.io");
         for id in [&cid, &pod_id] {
             ensure!(

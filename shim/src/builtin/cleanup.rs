@@ -1,6 +1,6 @@
 //! The `delete` action: containerd runs it when a shim is gone (crashed, killed, or found dead
-//! after a restart). Force-delete the container through the runtime, unmount its rootfs, and
-//! answer a `DeleteResponse` saying it was killed (137) now.
+//! after a restart). Force-delete the container through the runtime, unmount its rootfs, remove
+//! its pid dir, and answer a `DeleteResponse` saying it was killed (137) now.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -47,6 +47,21 @@ pub fn delete(
         }
         Ok::<_, BuiltinError>(())
     })?;
+    // `delete` looked at the daemon's socket before this cleanup; look again now that the
+    // runtime is done with the task: a dead daemon's socket must not outlive its last task.
+    match crate::stale::remove_dead_socket(bundle) {
+        Ok(crate::stale::Stale::Removed(p)) => {
+            log::debug!("removed dead shim socket {}", p.display())
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("checking the shim socket after cleanup: {e}"),
+    }
+    // The runtime's own cgroup of the task, if it left it (runsc after its sandbox died).
+    if let Some(path) = super::cgroupdir::cgroups_path(bundle) {
+        for problem in super::cgroupdir::remove(&path) {
+            log::warn!("{problem}");
+        }
+    }
     let rootfs_dir = bundle.join("rootfs");
     if let Err(e) = rootfs::unmount_all(&rootfs_dir) {
         log::warn!("{e}");
@@ -54,10 +69,13 @@ pub fn delete(
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let pid = std::fs::read_to_string(bundle.join("init.pid"))
+    // The pid the daemon's runtime wrote, from the root-only pid dir (never the bundle).
+    let pid = super::piddir::path(&args.namespace, &args.id)
         .ok()
+        .and_then(|d| std::fs::read_to_string(d.join("init.pid")).ok())
         .and_then(|t| t.trim().parse::<u32>().ok())
         .unwrap_or(0);
+    super::piddir::remove(&args.namespace, &args.id);
     let resp = DeleteResponse {
         pid,
         exit_status: 137,

@@ -7,11 +7,13 @@
 //!   unmount the rootfs, and the `DeleteResponse` bytes to print.
 //! - [`run_daemon`]: the daemon itself (no action argument; spawned by [`start`]).
 
+mod cgroupdir;
 mod cleanup;
 mod daemon;
 mod launch;
 mod ociruntime;
 mod oom;
+mod piddir;
 mod reaper;
 mod rootfs;
 // runsc (gVisor) rules, owned by epsilon: see docs/gvisor.md "Integration".

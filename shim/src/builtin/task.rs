@@ -33,7 +33,7 @@ use super::ociruntime::{read_pid_file, OciRuntime};
 use super::reaper::{reaper, Exit};
 use super::runsc::glue::RunscRules;
 use super::stdio::{self, IoHandles, IoPaths};
-use super::{oom, rootfs, stats, BuiltinError};
+use super::{oom, piddir, rootfs, stats, BuiltinError};
 
 /// How long the daemon waits for containerd's Shutdown after its last container is deleted.
 const EMPTY_GRACE: Duration = Duration::from_secs(10);
@@ -148,6 +148,11 @@ impl From<BuiltinError> for ttrpc::Error {
         };
         rpc(code, e.to_string())
     }
+}
+
+/// Whether a runtime error says the container is not there (any more).
+fn is_gone(msg: &str) -> bool {
+    msg.contains("does not exist") || msg.contains("not found")
 }
 
 /// Whether the container shares a pid namespace (no `pid` entry, or one with a path): then its
@@ -336,7 +341,14 @@ impl Inner {
             terminal: req.terminal,
         };
         let joined = self.runsc.is_some() && RunscRules::joins_sandbox(&bundle);
-        match self.create_container(&id, &bundle, &io, joined).await {
+        let created = match piddir::create(&self.namespace, &id) {
+            Ok(pids) => {
+                self.create_container(&id, &bundle, &pids, &io, joined)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match created {
             Ok((pid, handles)) => {
                 let output_done = {
                     let mut map = self.lock();
@@ -411,8 +423,12 @@ impl Inner {
                 })
             }
             Err(e) => {
-                // Leave nothing half-created behind.
-                let _ = self.runtime.delete(&id, true).await;
+                // Leave nothing half-created behind: the runtime's container (a create that
+                // failed late, or whose runtime died after doing its work), runsc's sandbox and
+                // gofer, the pid dir, the rootfs mounts; and, if the daemon now holds nothing,
+                // the daemon itself once containerd is done with it.
+                self.destroy_in_runtime(&id).await;
+                piddir::remove(&self.namespace, &id);
                 if let Some(dir) = &mounted {
                     if let Err(u) = rootfs::unmount_all(dir) {
                         log::warn!("{u}");
@@ -427,10 +443,11 @@ impl Inner {
         &self,
         id: &str,
         bundle: &Path,
+        pids: &Path,
         io: &IoPaths,
         joined: bool,
     ) -> Result<(i32, IoHandles), BuiltinError> {
-        let pid_file = bundle.join("init.pid");
+        let pid_file = pids.join("init.pid");
         let log = Self::log_path(bundle);
         if io.terminal {
             let console = stdio::ConsoleSocket::new()?;
@@ -486,12 +503,20 @@ impl Inner {
                 )
             };
             let mut stdin_close = None;
-            if joined && !io.terminal {
-                let (procio, handles) = stdio::plain(&io)?;
-                stdin_close = handles.stdin_close;
-                self.runtime.start_with_stdio(&req.id, procio, &log).await?;
+            let started = if joined && !io.terminal {
+                match stdio::plain(&io) {
+                    Ok((procio, handles)) => {
+                        stdin_close = handles.stdin_close;
+                        self.runtime.start_with_stdio(&req.id, procio, &log).await
+                    }
+                    Err(e) => Err(e),
+                }
             } else {
-                self.runtime.start(&req.id, &log).await?;
+                self.runtime.start(&req.id, &log).await
+            };
+            if let Err(e) = started {
+                self.abandon_failed_start(&req.id).await;
+                return Err(e.into());
             }
             let mut output_done = None;
             if let Some(c) = self.lock().get_mut(&req.id) {
@@ -525,6 +550,50 @@ impl Inner {
         self.start_exec(req).await
     }
 
+    /// A container whose `start` failed: nothing of it may keep running (runc's `runc init`
+    /// waiting on its exec fifo; runsc's sandbox and gofer), so it is forced out of the runtime
+    /// now and recorded as exited (128 + SIGKILL); containerd's Delete then finds nothing left
+    /// to do in the runtime.
+    async fn abandon_failed_start(self: &Arc<Self>, id: &str) {
+        self.destroy_in_runtime(id).await;
+        let info = ExitInfo {
+            status: 137,
+            at: SystemTime::now(),
+        };
+        let pid = {
+            let mut map = self.lock();
+            let Some(c) = map.get_mut(id) else { return };
+            if c.init.state == PState::Stopped {
+                return;
+            }
+            c.init.state = PState::Stopped;
+            c.init.handles.stdin_close = None;
+            c.init.handles.console = None;
+            c.init.exit.send_replace(Some(info));
+            c.oom_stop.take();
+            c.init.pid
+        };
+        self.publish(TaskExit {
+            container_id: id.to_owned(),
+            id: id.to_owned(),
+            pid: pid as u32,
+            exit_status: info.status,
+            exited_at: Some(ts(info.at)).into(),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    /// Force a container out of the OCI runtime (best effort): `delete --force`, which kills
+    /// what is left of it (runsc: its sandbox and gofer too). Already gone is fine.
+    async fn destroy_in_runtime(&self, id: &str) {
+        if let Err(e) = self.runtime.delete(id, true).await {
+            if !is_gone(&e.to_string()) {
+                log::warn!("{id}: forced delete: {e}");
+            }
+        }
+    }
+
     async fn start_exec(self: &Arc<Self>, req: StartRequest) -> ttrpc::Result<StartResponse> {
         let (bundle, spec, io) = {
             let mut map = self.lock();
@@ -548,9 +617,10 @@ impl Inner {
             (c.bundle.clone(), spec, p.io.clone())
         };
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let spec_path = bundle.join(format!(".exec-{n}.json"));
-        let pid_path = bundle.join(format!(".exec-{n}.pid"));
-        let ipid_path = bundle.join(format!(".exec-{n}.ipid"));
+        let pids = piddir::path(&self.namespace, &req.id)?;
+        let spec_path = pids.join(format!("exec-{n}.json"));
+        let pid_path = pids.join(format!("exec-{n}.pid"));
+        let ipid_path = pids.join(format!("exec-{n}.ipid"));
         let extra = if self.runsc.is_some() {
             RunscRules::exec_args(&ipid_path)
         } else {
@@ -678,15 +748,20 @@ impl Inner {
             ));
         }
         if let Err(e) = self.runtime.delete(&req.id, state == PState::Created).await {
-            // Already gone from the runtime is fine; anything else is reported.
-            let msg = e.to_string();
-            if !msg.contains("does not exist") && !msg.contains("not found") {
-                return Err(e.into());
+            // Already gone from the runtime is fine; anything else gets one forced try, then
+            // is reported (the container stays, so containerd may delete it again).
+            if !is_gone(&e.to_string()) {
+                if let Err(e) = self.runtime.delete(&req.id, true).await {
+                    if !is_gone(&e.to_string()) {
+                        return Err(e.into());
+                    }
+                }
             }
         }
         if let Some(dir) = &rootfs_dir {
             rootfs::unmount_all(dir)?;
         }
+        piddir::remove(&self.namespace, &req.id);
         let removed = self.lock().remove(&req.id);
         let (exit_status, exited_at) = match removed.as_ref().and_then(|c| c.init.exit_info()) {
             Some(e) => (e.status, ts(e.at)),

@@ -1,0 +1,379 @@
+//! Soak run of the built-in backend (not a test in CI): several hundred pod create/remove cycles
+//! on one private containerd, with faults mixed in at random (seeded, so a run can be repeated):
+//! the OCI runtime failing `create` or a container's `start`, dying after `create` did its work,
+//! failing an `exec`; the pod daemon killed under a running container; gVisor pods whose sandbox
+//! fails to start. One long-lived pod stays up throughout and gets a container (and an exec)
+//! each cycle, some of whose starts fail. After every cycle the harness's leak check
+//! ([`router_integration::leaks`]) must find nothing but the long-lived pod. Prints the leaks
+//! found (target 0), the long-lived pod daemon's RSS and PSS at the start and the end (target: no
+//! growth), and the failures by kind.
+//!
+//! ```text
+//! cargo bench -p router-benches --bench soak -- [--cycles N] [--seed S]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use router_integration::faults::FaultyRuntime;
+use router_integration::{
+    leaks, procs, ContainerSpec, Containerd, ContainerdOptions, K8S_NAMESPACE,
+};
+
+const POLICY: &str = r#"version = 1
+default_tenant = "untrusted"
+
+[backends.runc]
+kind = "builtin"
+runtime = "{dir}/faults-runc/runc"
+isolation = "container"
+
+[backends.gvisor]
+kind = "builtin"
+runtime = "{dir}/faults-runsc/runsc"
+runtime_args = ["--platform=ptrace", "--network=host"]
+isolation = "sandbox"
+
+[tenants.provider]
+namespaces = ["kube-system"]
+backend = "runc"
+
+[tenants.untrusted]
+backend = "gvisor"
+deny = ["host-network", "host-pid", "host-ipc", "privileged"]
+"#;
+
+const LONG: Duration = Duration::from_secs(120);
+const GRACE: Duration = Duration::from_secs(20);
+
+/// What one cycle does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Clean,
+    CreateFails,
+    CreateDies,
+    ContainerStartFails,
+    ExecFails,
+    DaemonKilled,
+    GvisorClean,
+    GvisorStartFails,
+}
+
+impl Kind {
+    /// Weighted pick: mostly clean cycles, every fault regularly.
+    fn pick(r: u64) -> Kind {
+        match r % 20 {
+            0..=6 => Kind::Clean,
+            7 | 8 => Kind::CreateFails,
+            9 | 10 => Kind::CreateDies,
+            11 | 12 => Kind::ContainerStartFails,
+            13 | 14 => Kind::ExecFails,
+            15 | 16 => Kind::DaemonKilled,
+            17 => Kind::GvisorClean,
+            _ => Kind::GvisorStartFails,
+        }
+    }
+}
+
+/// xorshift64*: small, seeded, good enough to mix faults.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+struct Soak {
+    h: Containerd,
+    runc: FaultyRuntime,
+    runsc: FaultyRuntime,
+    seq: usize,
+}
+
+/// RSS and PSS of a process, KiB, from smaps_rollup.
+fn rss_pss(pid: i32) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .with_context(|| format!("smaps_rollup of {pid}"))?;
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("Rss:"), field("Pss:")))
+}
+
+fn daemon_of(h: &Containerd, pod_id: &str) -> Result<i32> {
+    h.shims()
+        .into_iter()
+        .find(|p| {
+            p.cmdline
+                .windows(2)
+                .any(|w| w[0] == "-id" && w[1] == pod_id)
+        })
+        .map(|p| p.pid)
+        .with_context(|| format!("no shim daemon for pod {pod_id}"))
+}
+
+impl Soak {
+    fn name(&mut self, what: &str) -> String {
+        self.seq += 1;
+        format!("soak-{what}-{}", self.seq)
+    }
+
+    /// The rule for the next call of `verb` (counts are over the wrapper's whole life).
+    fn next_call(rt: &FaultyRuntime, verb: &str, action: &str) -> Result<()> {
+        let n = rt.calls(verb) + 1;
+        rt.set_rules(&[&format!("{verb} {action} {n}")])?;
+        Ok(())
+    }
+
+    /// A whole pod: sandbox, one container, one exec, removal. `Ok(true)`: it failed as the fault
+    /// wanted (the error named the fault).
+    async fn pod_cycle(&mut self, ns: &str, kind: Kind) -> Result<bool> {
+        let cri = self.h.cri();
+        let name = self.name("pod");
+        let pod = self.h.pod(ns, &name);
+        let cfg = pod.build();
+        let pod_id = match cri.run_pod(&cfg).await {
+            Ok(id) => id,
+            Err(e) if kind != Kind::Clean && kind != Kind::GvisorClean => {
+                let msg = e.message();
+                ensure!(
+                    msg.contains("injected fault") || msg.contains("create"),
+                    "unexpected RunPodSandbox error: {msg}"
+                );
+                return Ok(true);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let c = ContainerSpec::new("work")
+            .in_pod(&pod)
+            .shell("echo up; exec sleep 3600");
+        let cid = cri.run_container(&pod_id, &cfg, &c.build()).await?;
+        cri.wait_log_contains(&cid, "up", LONG).await?;
+        let out = cri.exec_sync(&cid, &["echo", "hi"], LONG).await?;
+        ensure!(out.stdout.contains("hi"), "exec output {out:?}");
+        let mut faulted = false;
+        if kind == Kind::DaemonKilled {
+            let daemon = daemon_of(&self.h, &pod_id)?;
+            ensure!(
+                procs::kill_all(&[daemon], LONG).is_empty(),
+                "daemon survived"
+            );
+            cri.wait_container_exit(&cid, LONG).await?;
+            let left = leaks::wait_dead_shim_cleanup(
+                &self.h,
+                K8S_NAMESPACE,
+                &[cid.as_str(), pod_id.as_str()],
+                LONG,
+            )
+            .await;
+            ensure!(
+                left.is_empty(),
+                "dead-shim cleanup never finished: {left:?}"
+            );
+            faulted = true;
+        }
+        cri.stop_pod(&pod_id).await?;
+        cri.remove_pod(&pod_id).await?;
+        Ok(faulted)
+    }
+
+    /// A container (and an exec) in the long-lived pod; `fault`: its start or exec fails.
+    async fn keeper_cycle(
+        &mut self,
+        pod: &router_integration::PodSpec,
+        pod_id: &str,
+        kind: Kind,
+    ) -> Result<bool> {
+        let cri = self.h.cri();
+        let cfg = pod.build();
+        let name = self.name("c");
+        let c = ContainerSpec::new(&name)
+            .in_pod(pod)
+            .shell("echo up; exec sleep 3600");
+        let cid = cri.create_container(pod_id, &cfg, &c.build()).await?;
+        let mut faulted = false;
+        if kind == Kind::ContainerStartFails {
+            Self::next_call(&self.runc, "start", "fail")?;
+            let r = cri.start_container(&cid).await;
+            self.runc.set_rules(&[])?;
+            match r {
+                Ok(()) => bail!("start succeeded despite the fault"),
+                Err(e) => ensure!(e.message().contains("injected fault"), "{e}"),
+            }
+            faulted = true;
+        } else {
+            cri.start_container(&cid).await?;
+            cri.wait_log_contains(&cid, "up", LONG).await?;
+            if kind == Kind::ExecFails {
+                Self::next_call(&self.runc, "exec", "fail")?;
+                let r = cri.exec_sync(&cid, &["echo", "x"], LONG).await;
+                self.runc.set_rules(&[])?;
+                ensure!(r.is_err(), "exec succeeded despite the fault");
+                faulted = true;
+            }
+            let out = cri.exec_sync(&cid, &["echo", "hi"], LONG).await?;
+            ensure!(out.stdout.contains("hi"), "exec output {out:?}");
+            cri.stop_container(&cid, 0).await?;
+        }
+        cri.remove_container(&cid).await?;
+        Ok(faulted)
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let cycles: usize = arg("--cycles").and_then(|s| s.parse().ok()).unwrap_or(300);
+    let seed: u64 = arg("--seed").and_then(|s| s.parse().ok()).unwrap_or(11);
+    let h = Containerd::start(ContainerdOptions::with_policy(POLICY)).await?;
+    let runc = FaultyRuntime::install(
+        &h.dir().join("faults-runc"),
+        "runc",
+        Path::new("/usr/sbin/runc"),
+    )?;
+    let runsc = FaultyRuntime::install(
+        &h.dir().join("faults-runsc"),
+        "runsc",
+        Path::new("/usr/bin/runsc"),
+    )?;
+    let mut soak = Soak {
+        h,
+        runc,
+        runsc,
+        seq: 0,
+    };
+    let result = run(&mut soak, cycles, seed).await;
+    let teardown = soak.h.shutdown().await;
+    result?;
+    teardown?;
+    Ok(())
+}
+
+async fn run(soak: &mut Soak, cycles: usize, seed: u64) -> Result<()> {
+    let cri = soak.h.cri();
+    let keeper = soak.h.pod("kube-system", "soak-keeper");
+    let keeper_id = cri.run_pod(&keeper.build()).await?;
+    let daemon = daemon_of(&soak.h, &keeper_id)?;
+    // Warm the daemon up (first container, first exec) before its memory is taken.
+    soak.keeper_cycle(&keeper, &keeper_id, Kind::Clean).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (rss0, pss0) = rss_pss(daemon)?;
+    let mut scope = soak.h.leak_scope();
+    scope.keep_ids.insert(keeper_id.clone());
+
+    let mut rng = Rng(seed.max(1));
+    let mut by_kind: BTreeMap<Kind, (usize, usize)> = BTreeMap::new();
+    let mut errors: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
+    let mut leaked: BTreeSet<String> = BTreeSet::new();
+    let mut leak_cycles = 0usize;
+    let started = Instant::now();
+    for i in 0..cycles {
+        let kind = Kind::pick(rng.next());
+        let outcome = match kind {
+            Kind::Clean | Kind::DaemonKilled => soak.pod_cycle("kube-system", kind).await,
+            Kind::CreateFails => {
+                Soak::next_call(&soak.runc, "create", "fail")?;
+                let r = soak.pod_cycle("kube-system", kind).await;
+                soak.runc.set_rules(&[])?;
+                r
+            }
+            Kind::CreateDies => {
+                Soak::next_call(&soak.runc, "create", "die")?;
+                let r = soak.pod_cycle("kube-system", kind).await;
+                soak.runc.set_rules(&[])?;
+                r
+            }
+            Kind::GvisorClean => soak.pod_cycle("tenant-a", kind).await,
+            Kind::GvisorStartFails => {
+                Soak::next_call(&soak.runsc, "start", "fail")?;
+                let r = soak.pod_cycle("tenant-a", kind).await;
+                soak.runsc.set_rules(&[])?;
+                r
+            }
+            Kind::ContainerStartFails | Kind::ExecFails => {
+                soak.keeper_cycle(&keeper, &keeper_id, kind).await
+            }
+        };
+        let entry = by_kind.entry(kind).or_default();
+        entry.0 += 1;
+        match outcome {
+            Ok(true) => entry.1 += 1,
+            Ok(false) => {}
+            Err(e) => errors
+                .entry(kind)
+                .or_default()
+                .push(format!("cycle {i}: {e:#}")),
+        }
+        // A leak is reported once: later cycles wait only for new ones.
+        let found = tokio::task::spawn_blocking({
+            let scope = scope.clone();
+            let known = leaked.clone();
+            move || {
+                let deadline = Instant::now() + GRACE;
+                loop {
+                    let mut found = leaks::find(&scope);
+                    found.retain(|l| !known.contains(l));
+                    if found.is_empty() || Instant::now() >= deadline {
+                        return found;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        })
+        .await?;
+        if !found.is_empty() {
+            leak_cycles += 1;
+            eprintln!("cycle {i} ({kind:?}) leaked:\n  {}", found.join("\n  "));
+            leaked.extend(found);
+        }
+        if (i + 1) % 25 == 0 {
+            eprintln!("{} cycles, {:.0}s", i + 1, started.elapsed().as_secs_f64());
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (rss1, pss1) = rss_pss(daemon)?;
+    cri.stop_pod(&keeper_id).await?;
+    cri.remove_pod(&keeper_id).await?;
+
+    println!(
+        "soak: {cycles} cycles, seed {seed}, {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<22} {:>7} {:>16} {:>11}",
+        "kind", "cycles", "failed as meant", "unexpected"
+    );
+    for (kind, (n, faulted)) in &by_kind {
+        let bad = errors.get(kind).map_or(0, Vec::len);
+        println!("{:<22} {n:>7} {faulted:>16} {bad:>11}", format!("{kind:?}"));
+    }
+    for (kind, errs) in &errors {
+        for e in errs.iter().take(5) {
+            println!("  unexpected {kind:?}: {}", e.lines().next().unwrap_or(""));
+        }
+    }
+    println!(
+        "leaks: {} distinct, in {leak_cycles} cycles (target 0)",
+        leaked.len()
+    );
+    for l in leaked.iter().take(20) {
+        println!("  {l}");
+    }
+    println!(
+        "long-lived pod daemon {daemon}: RSS {rss0} -> {rss1} KiB, PSS {pss0} -> {pss1} KiB (target: no growth)"
+    );
+    Ok(())
+}

@@ -1,0 +1,390 @@
+//! Fault injection on the built-in backend: the OCI runtime (runc, runsc) is a wrapper
+//! ([`router_integration::faults`]) that fails a chosen verb or its Nth call, dies after doing
+//! its work, stalls, or vanishes; the pod daemon and containerd are killed at chosen moments.
+//! After each failure, and after the pod (if any) is removed, nothing of it may be left: the
+//! harness's leak check ([`router_integration::leaks`]) is run mid-test and again at teardown.
+
+mod builtin_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use builtin_support::*;
+use router_integration::faults::FaultyRuntime;
+use router_integration::{
+    leaks, procs, ContainerSpec, Containerd, ContainerdOptions, K8S_NAMESPACE,
+};
+
+/// The real runtimes behind the wrappers.
+const REAL_RUNC: &str = "/usr/sbin/runc";
+const REAL_RUNSC: &str = "/usr/bin/runsc";
+
+/// `kube-system` on built-in runc through the wrapper, every other namespace on built-in runsc
+/// through its wrapper (named `runsc`: the router knows runsc by name).
+const POLICY: &str = r#"version = 1
+default_tenant = "untrusted"
+
+[backends.runc]
+kind = "builtin"
+runtime = "{dir}/faults-runc/runc"
+isolation = "container"
+
+[backends.gvisor]
+kind = "builtin"
+runtime = "{dir}/faults-runsc/runsc"
+runtime_args = ["--platform=ptrace", "--network=host"]
+isolation = "sandbox"
+
+[tenants.provider]
+namespaces = ["kube-system"]
+backend = "runc"
+
+[tenants.untrusted]
+backend = "gvisor"
+deny = ["host-network", "host-pid", "host-ipc", "privileged"]
+"#;
+
+/// How long the processes of a failed or removed pod may take to go.
+const GRACE: Duration = Duration::from_secs(20);
+
+struct Faults {
+    h: Containerd,
+    runc: FaultyRuntime,
+    runsc: FaultyRuntime,
+}
+
+async fn start_faults() -> Result<Faults> {
+    let h = Containerd::start(ContainerdOptions::with_policy(POLICY))
+        .await
+        .context("start containerd")?;
+    let runc = FaultyRuntime::install(&h.dir().join("faults-runc"), "runc", Path::new(REAL_RUNC))?;
+    let runsc = FaultyRuntime::install(
+        &h.dir().join("faults-runsc"),
+        "runsc",
+        Path::new(REAL_RUNSC),
+    )?;
+    Ok(Faults { h, runc, runsc })
+}
+
+/// The end of every case: its error carries containerd's log; the teardown (whose leak check
+/// must pass too) runs either way.
+async fn finish(f: Faults, result: Result<()>) -> Result<()> {
+    let result = result.map_err(|e| e.context(format!("containerd log:\n{}", f.h.log_tail())));
+    let teardown = f.h.shutdown().await;
+    match (result, teardown) {
+        (Err(e), Err(t)) => Err(e.context(format!("teardown: {t}"))),
+        (Err(e), Ok(())) => Err(e),
+        (Ok(()), t) => Ok(t?),
+    }
+}
+
+/// Nothing of the harness is left but its containerd.
+fn assert_clean(h: &Containerd, after: &str) -> Result<()> {
+    let left = leaks::wait_clean(&h.leak_scope(), GRACE);
+    ensure!(
+        left.is_empty(),
+        "after {after}, left behind:\n  {}",
+        left.join("\n  ")
+    );
+    Ok(())
+}
+
+/// The pod daemon serving `pod_id` (a shim of this harness started with `-id <pod_id>`).
+fn daemon_of(h: &Containerd, pod_id: &str) -> Result<i32> {
+    h.shims()
+        .into_iter()
+        .find(|p| {
+            p.cmdline
+                .windows(2)
+                .any(|w| w[0] == "-id" && w[1] == pod_id)
+        })
+        .map(|p| p.pid)
+        .with_context(|| format!("no shim daemon for pod {pod_id}"))
+}
+
+async fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        if std::time::Instant::now() >= deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// RunPodSandbox must fail with `expect` in its message, then nothing may be left.
+async fn pod_start_fails(h: &Containerd, ns: &str, name: &str, expect: &str) -> Result<()> {
+    let cri = h.cri();
+    let cfg = h.pod(ns, name).build();
+    match cri.run_pod(&cfg).await {
+        Ok(id) => bail!("RunPodSandbox succeeded ({id}) despite the fault"),
+        Err(e) => ensure!(
+            e.message().contains(expect),
+            "error does not say {expect:?}: {e}"
+        ),
+    }
+    assert_clean(h, "a failed RunPodSandbox")
+}
+
+/// A pod runs; its container's start fails; the pod is removed; nothing is left.
+async fn container_start_fails(h: &Containerd, ns: &str) -> Result<()> {
+    let cri = h.cri();
+    let pod = h.pod(ns, "start-fails");
+    let cfg = pod.build();
+    let pod_id = cri.run_pod(&cfg).await?;
+    let c = ContainerSpec::new("never").in_pod(&pod).shell("echo never");
+    let cid = cri.create_container(&pod_id, &cfg, &c.build()).await?;
+    match cri.start_container(&cid).await {
+        Ok(()) => bail!("StartContainer succeeded despite the fault"),
+        Err(e) => ensure!(e.message().contains("injected fault"), "{e}"),
+    }
+    cri.remove_container(&cid).await?;
+    cri.stop_pod(&pod_id).await?;
+    cri.remove_pod(&pod_id).await?;
+    assert_clean(h, "removing a pod whose container failed to start")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runc_create_fails() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        f.runc.set_rules(&["create fail"])?;
+        pod_start_fails(&f.h, "kube-system", "create-fails", "injected fault").await
+    }
+    .await;
+    finish(f, r).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runc_dies_after_create_did_its_work() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        f.runc.set_rules(&["create die"])?;
+        pod_start_fails(&f.h, "kube-system", "create-dies", "create").await
+    }
+    .await;
+    finish(f, r).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runc_sandbox_start_fails_after_create() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        f.runc.set_rules(&["start fail"])?;
+        pod_start_fails(&f.h, "kube-system", "start-fails", "injected fault").await
+    }
+    .await;
+    finish(f, r).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runc_container_start_fails_after_create() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        f.runc.set_rules(&["start fail 2"])?;
+        container_start_fails(&f.h, "kube-system").await
+    }
+    .await;
+    finish(f, r).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsc_sandbox_start_fails_after_create() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        f.runsc.set_rules(&["start fail"])?;
+        pod_start_fails(&f.h, "tenant-a", "gvisor-start-fails", "injected fault").await
+    }
+    .await;
+    finish(f, r).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsc_container_start_fails_after_create() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        f.runsc.set_rules(&["start fail 2"])?;
+        container_start_fails(&f.h, "tenant-a").await
+    }
+    .await;
+    finish(f, r).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runc_exec_fails_and_the_container_lives_on() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        let h = &f.h;
+        let cri = h.cri();
+        let pod = h.pod("kube-system", "exec-fails");
+        let cfg = pod.build();
+        let pod_id = cri.run_pod(&cfg).await?;
+        let c = ContainerSpec::new("steady")
+            .in_pod(&pod)
+            .shell("echo up; exec sleep 3600");
+        let cid = cri.run_container(&pod_id, &cfg, &c.build()).await?;
+        cri.wait_log_contains(&cid, "up", LONG).await?;
+        f.runc.set_rules(&["exec fail"])?;
+        ensure!(
+            cri.exec_sync(&cid, &["echo", "x"], LONG).await.is_err(),
+            "exec succeeded despite the fault"
+        );
+        f.runc.set_rules(&[])?;
+        let out = cri.exec_sync(&cid, &["echo", "again"], LONG).await?;
+        ensure!(out.stdout.contains("again"), "{out:?}");
+        cri.stop_pod(&pod_id).await?;
+        cri.remove_pod(&pod_id).await?;
+        assert_clean(h, "removing the pod")
+    }
+    .await;
+    finish(f, r).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_binary_vanishes_before_the_pod_starts() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        f.runc.vanish()?;
+        let r = pod_start_fails(&f.h, "kube-system", "vanished", "faults-runc/runc").await;
+        f.runc.restore(Path::new(REAL_RUNC))?;
+        r
+    }
+    .await;
+    finish(f, r).await
+}
+
+/// The daemon is killed while a container's `start` is under way; containerd cleans up after
+/// the dead shim, the pod is removed, nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_killed_during_a_container_start() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        let h = &f.h;
+        let cri = h.cri();
+        let pod = h.pod("kube-system", "killed-in-start");
+        let cfg = pod.build();
+        let pod_id = cri.run_pod(&cfg).await?;
+        let daemon = daemon_of(h, &pod_id)?;
+        f.runc.set_rules(&["start stall 4 2"])?;
+        let c = ContainerSpec::new("victim")
+            .in_pod(&pod)
+            .shell("exec sleep 3600");
+        let cid = cri.create_container(&pod_id, &cfg, &c.build()).await?;
+        let starting = {
+            let cri = h.cri();
+            let cid = cid.clone();
+            tokio::spawn(async move { cri.start_container(&cid).await })
+        };
+        wait_until("the stalled start", LONG, || f.runc.stalled("start")).await?;
+        ensure!(
+            procs::kill_all(&[daemon], LONG).is_empty(),
+            "daemon {daemon} survived SIGKILL"
+        );
+        ensure!(
+            starting.await?.is_err(),
+            "StartContainer succeeded though its shim was killed"
+        );
+        let left =
+            leaks::wait_dead_shim_cleanup(h, K8S_NAMESPACE, &[cid.as_str(), pod_id.as_str()], LONG)
+                .await;
+        ensure!(
+            left.is_empty(),
+            "dead-shim cleanup never finished: {left:?}"
+        );
+        cri.remove_container(&cid).await?;
+        cri.stop_pod(&pod_id).await?;
+        cri.remove_pod(&pod_id).await?;
+        assert_clean(h, "removing a pod whose daemon was killed in a start")
+    }
+    .await;
+    finish(f, r).await
+}
+
+/// The daemon of a running gVisor pod is killed: the sandbox, gofer and waits must go with the
+/// cleanup containerd runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsc_daemon_killed_with_a_running_container() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        let h = &f.h;
+        let cri = h.cri();
+        let pod = h.pod("tenant-a", "gvisor-killed");
+        let cfg = pod.build();
+        let pod_id = cri.run_pod(&cfg).await?;
+        let daemon = daemon_of(h, &pod_id)?;
+        let c = ContainerSpec::new("victim")
+            .in_pod(&pod)
+            .shell("echo up; exec sleep 3600");
+        let cid = cri.run_container(&pod_id, &cfg, &c.build()).await?;
+        cri.wait_log_contains(&cid, "up", LONG).await?;
+        ensure!(
+            procs::kill_all(&[daemon], LONG).is_empty(),
+            "daemon {daemon} survived SIGKILL"
+        );
+        cri.wait_container_exit(&cid, LONG).await?;
+        let left =
+            leaks::wait_dead_shim_cleanup(h, K8S_NAMESPACE, &[cid.as_str(), pod_id.as_str()], LONG)
+                .await;
+        ensure!(
+            left.is_empty(),
+            "dead-shim cleanup never finished: {left:?}"
+        );
+        cri.remove_container(&cid).await?;
+        cri.stop_pod(&pod_id).await?;
+        cri.remove_pod(&pod_id).await?;
+        assert_clean(h, "removing a gVisor pod whose daemon was killed")
+    }
+    .await;
+    finish(f, r).await
+}
+
+/// containerd is killed while a container's `start` is under way, then restarted: the pod is
+/// removed through the restarted containerd and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_killed_during_a_container_start() -> Result<()> {
+    let mut f = start_faults().await?;
+    let r = containerd_crash_case(&mut f).await;
+    finish(f, r).await
+}
+
+async fn containerd_crash_case(f: &mut Faults) -> Result<()> {
+    let cri = f.h.cri();
+    let pod = f.h.pod("kube-system", "crash-in-start");
+    let cfg = pod.build();
+    let pod_id = cri.run_pod(&cfg).await?;
+    f.runc.set_rules(&["start stall 3 2"])?;
+    let c = ContainerSpec::new("caught")
+        .in_pod(&pod)
+        .shell("exec sleep 3600");
+    let cid = cri.create_container(&pod_id, &cfg, &c.build()).await?;
+    let starting = {
+        let cri = f.h.cri();
+        let cid = cid.clone();
+        tokio::spawn(async move { cri.start_container(&cid).await })
+    };
+    wait_until("the stalled start", LONG, || f.runc.stalled("start")).await?;
+    f.h.crash();
+    let _ = starting.await?;
+    f.h.restart().await?;
+    let cri = f.h.cri();
+    let _ = cri.stop_container(&cid, 0).await;
+    cri.remove_container(&cid).await?;
+    cri.stop_pod(&pod_id).await?;
+    cri.remove_pod(&pod_id).await?;
+    assert_clean(
+        &f.h,
+        "removing the pod after containerd was killed in a start",
+    )
+}
