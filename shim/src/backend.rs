@@ -47,12 +47,13 @@ pub fn builtin_delete(
     runtime: &PathBuf,
     runtime_args: &[String],
     bundle: &Path,
+    sandbox_id: &str,
 ) -> Result<Vec<u8>, BackendError> {
     let b = crate::builtin::BuiltinBackend {
         runtime: runtime.to_owned(),
         runtime_args: runtime_args.to_vec(),
     };
-    crate::builtin::delete(args, &b, bundle).map_err(|e| BackendError::Builtin {
+    crate::builtin::delete(args, &b, bundle, sandbox_id).map_err(|e| BackendError::Builtin {
         backend: backend.to_owned(),
         message: e.to_string(),
     })

@@ -82,8 +82,14 @@ pub fn run(args: &ShimArgs) -> Result<(), DeleteError> {
             runtime,
             runtime_args,
         } => {
-            let bytes =
-                backend::builtin_delete(args, &rec.backend, &runtime, &runtime_args, &bundle)?;
+            let bytes = backend::builtin_delete(
+                args,
+                &rec.backend,
+                &runtime,
+                &runtime_args,
+                &bundle,
+                &rec.sandbox_id,
+            )?;
             write_bytes(&bytes)
         }
     }

@@ -13,16 +13,23 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const BUSY_WAIT: Duration = Duration::from_secs(2);
 
 /// The cgroupfs path of a bundle's spec, if it is one (`slice:prefix:name` systemd paths and
-/// paths climbing with `..` are not).
-pub fn cgroups_path(bundle: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(bundle.join("config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+/// paths climbing with `..` are not) and it names task `id` (its last component is the id): the
+/// bundle may be written by a pod, so it must not make root remove another task's cgroup. The
+/// read is bounded and never blocks.
+pub fn cgroups_path(bundle: &Path, id: &str) -> Option<PathBuf> {
+    let bytes = router_config::safefile::read_limited(&bundle.join("config.json"), 16 << 20, false)
+        .ok()
+        .flatten()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let p = v.pointer("/linux/cgroupsPath")?.as_str()?;
     let path = Path::new(p);
     let plain = path
         .components()
         .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    (path.is_absolute() && plain && !p.contains(':') && path.components().count() > 1)
+    let names_task = path
+        .file_name()
+        .is_some_and(|n| n == std::ffi::OsStr::new(id));
+    (path.is_absolute() && plain && names_task && !p.contains(':') && path.components().count() > 1)
         .then(|| path.to_owned())
 }
 
@@ -73,9 +80,11 @@ mod tests {
                 format!(r#"{{"linux":{{"cgroupsPath":"{p}"}}}}"#),
             )
             .unwrap();
-            cgroups_path(dir.path())
+            cgroups_path(dir.path(), "abc")
         };
         assert_eq!(spec("/k8s.io/abc"), Some(PathBuf::from("/k8s.io/abc")));
+        // a pod-written spec naming another task's cgroup is not taken
+        assert_eq!(spec("/k8s.io/other"), None);
         assert_eq!(spec("/k8s.io/../etc"), None);
         assert_eq!(spec("system.slice:cri:abc"), None);
         assert_eq!(spec("/"), None);

@@ -18,6 +18,7 @@ pub fn delete(
     args: &ShimArgs,
     backend: &BuiltinBackend,
     bundle: &Path,
+    sandbox_id: &str,
 ) -> Result<Vec<u8>, BuiltinError> {
     ensure_namespace(args)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -49,7 +50,7 @@ pub fn delete(
     })?;
     // `delete` looked at the daemon's socket before this cleanup; look again now that the
     // runtime is done with the task: a dead daemon's socket must not outlive its last task.
-    match crate::stale::remove_dead_socket(bundle) {
+    match crate::stale::remove_dead_socket(args, sandbox_id) {
         Ok(crate::stale::Stale::Removed(p)) => {
             log::debug!("removed dead shim socket {}", p.display())
         }
@@ -57,7 +58,7 @@ pub fn delete(
         Err(e) => log::warn!("checking the shim socket after cleanup: {e}"),
     }
     // The runtime's own cgroup of the task, if it left it (runsc after its sandbox died).
-    if let Some(path) = super::cgroupdir::cgroups_path(bundle) {
+    if let Some(path) = super::cgroupdir::cgroups_path(bundle, &args.id) {
         for problem in super::cgroupdir::remove(&path) {
             log::warn!("{problem}");
         }

@@ -158,10 +158,13 @@ fn is_gone(msg: &str) -> bool {
 /// Whether the container shares a pid namespace (no `pid` entry, or one with a path): then its
 /// other processes do not die with its init, and are killed when the init exits.
 fn shares_pid_namespace(bundle: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(bundle.join("config.json")) else {
+    // bounded, never blocking (the bundle may hold anything a pod planted)
+    let Ok(Some(bytes)) =
+        router_config::safefile::read_limited(&bundle.join("config.json"), 16 << 20, false)
+    else {
         return false;
     };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return false;
     };
     let Some(nss) = v.pointer("/linux/namespaces").and_then(|n| n.as_array()) else {
@@ -974,15 +977,13 @@ impl Inner {
     }
 
     async fn update(&self, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
-        let bundle = {
-            let map = self.lock();
-            map.get(&req.id)
-                .ok_or_else(|| not_found(&req.id))?
-                .bundle
-                .clone()
-        };
+        if !self.lock().contains_key(&req.id) {
+            return Err(not_found(&req.id));
+        }
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let path = bundle.join(format!(".resources-{n}.json"));
+        // in the task's root-only dir, never the bundle: a planted symlink there must not make
+        // root write the resources over a host file
+        let path = piddir::path(&self.namespace, &req.id)?.join(format!("resources-{n}.json"));
         std::fs::write(&path, &req.resources.value).map_err(|e| BuiltinError::Io {
             what: format!("write {}", path.display()),
             source: e,

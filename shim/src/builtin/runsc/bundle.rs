@@ -40,10 +40,18 @@ impl Role {
     /// The role of the bundle at `bundle` (its `config.json`).
     pub fn from_bundle(bundle: &Path) -> Result<Self, RunscError> {
         let path = bundle.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| RunscError::Io {
-            what: format!("read {}", path.display()),
-            source,
-        })?;
+        // bounded, never blocking (the bundle may hold anything a pod planted)
+        let text = router_config::safefile::read_limited(&path, 16 << 20, false)
+            .map_err(|e| e.into_io())
+            .and_then(|b| b.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound)))
+            .and_then(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+            .map_err(|source| RunscError::Io {
+                what: format!("read {}", path.display()),
+                source,
+            })?;
         Self::from_spec_json(&text).map_err(|reason| RunscError::Io {
             what: format!("{}", path.display()),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
