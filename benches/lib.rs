@@ -23,19 +23,21 @@ pub fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Memory figures of a set of shim processes.
+/// Memory figures of a set of shim processes: PSS (each shared page counted once across the
+/// processes sharing it) and private dirty memory (what the process alone costs). RSS is not
+/// reported: it counts every shared clean page in every process that maps it.
 pub struct ShimMemory {
     pub count: usize,
-    pub rss_median_mib: f64,
+    pub pss_median_mib: f64,
     pub dirty_median_mib: f64,
-    pub rss_total_mib: f64,
+    pub pss_total_mib: f64,
     pub dirty_total_mib: f64,
 }
 
-/// `(Rss, Private_Dirty)` of a process in KiB, from `/proc/PID/smaps_rollup`.
+/// `(Pss, Private_Dirty)` of a process in KiB, from `/proc/PID/smaps_rollup`.
 pub fn memory_of(pid: i32) -> io::Result<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
-    Ok((field_kib(&text, "Rss:"), field_kib(&text, "Private_Dirty:")))
+    Ok((field_kib(&text, "Pss:"), field_kib(&text, "Private_Dirty:")))
 }
 
 fn field_kib(text: &str, key: &str) -> u64 {

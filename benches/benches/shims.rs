@@ -11,7 +11,7 @@
 //!   own handler: the router's routing cost.
 //! - `builtin`: the same pod start, and `ctr run --rm ... /bin/true`, with the router's built-in
 //!   backend (driving runc) vs containerd-shim-runc-v2.
-//! - `memory`: 20 pods held on each side; RSS and private dirty memory of every shim process.
+//! - `memory`: 20 pods held on each side; PSS and private dirty memory of every shim process.
 //! - `scale`: 50 pods started with 8 in flight on each side, all held: p50/p99 start latency and
 //!   total shim memory.
 //! - `gvisor`: pod start in the built-in backend's gVisor (runsc) tier vs its runc tier.
@@ -328,34 +328,34 @@ fn shims_by_kind(h: &Containerd) -> (Vec<ProcInfo>, Vec<ProcInfo>) {
 }
 
 fn memory_table(label: &str, shims: &[ProcInfo]) -> Result<ShimMemory> {
-    let mut rss = Vec::new();
+    let mut pss = Vec::new();
     let mut dirty = Vec::new();
     for p in shims {
         let (r, d) = memory_of(p.pid).with_context(|| format!("{label} shim pid {}", p.pid))?;
-        rss.push(r as f64 / 1024.0);
+        pss.push(r as f64 / 1024.0);
         dirty.push(d as f64 / 1024.0);
     }
     Ok(ShimMemory {
         count: shims.len(),
-        rss_median_mib: percentile(&rss, 50.0),
+        pss_median_mib: percentile(&pss, 50.0),
         dirty_median_mib: percentile(&dirty, 50.0),
-        rss_total_mib: rss.iter().sum(),
+        pss_total_mib: pss.iter().sum(),
         dirty_total_mib: dirty.iter().sum(),
     })
 }
 
 fn print_memory(ours: &ShimMemory, go: &ShimMemory) {
-    println!("| shim | shims | RSS median (MiB) | private dirty median (MiB) | RSS total (MiB) | private dirty total (MiB) |");
+    println!("| shim | shims | PSS median (MiB) | private dirty median (MiB) | PSS total (MiB) | private dirty total (MiB) |");
     println!("|---|---|---|---|---|---|");
     for (name, m) in [("built-in (router)", ours), ("containerd-shim-runc-v2", go)] {
         println!(
             "| {name} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
-            m.count, m.rss_median_mib, m.dirty_median_mib, m.rss_total_mib, m.dirty_total_mib
+            m.count, m.pss_median_mib, m.dirty_median_mib, m.pss_total_mib, m.dirty_total_mib
         );
     }
     println!(
-        "\nratio built-in / Go: RSS median {:.3}, private dirty median {:.3}",
-        ratio(ours.rss_median_mib, go.rss_median_mib),
+        "\nratio built-in / Go: PSS median {:.3}, private dirty median {:.3}",
+        ratio(ours.pss_median_mib, go.pss_median_mib),
         ratio(ours.dirty_median_mib, go.dirty_median_mib)
     );
 }
@@ -436,7 +436,7 @@ async fn start_many(
 async fn bench_scale(b: &mut Bench, total: usize, in_flight: usize) -> Result<()> {
     b.route_bench_to("runc")?;
     println!("\n### scale: {total} pods, {in_flight} in flight, all held, per side\n");
-    println!("| shim | p50 start (ms) | p99 start (ms) | wall time (s) | shims | total shim RSS (MiB) | total shim private dirty (MiB) |");
+    println!("| shim | p50 start (ms) | p99 start (ms) | wall time (s) | shims | total shim PSS (MiB) | total shim private dirty (MiB) |");
     println!("|---|---|---|---|---|---|---|");
     for (label, handler) in [
         ("built-in (router)", ROUTER_HANDLER),
@@ -455,7 +455,7 @@ async fn bench_scale(b: &mut Bench, total: usize, in_flight: usize) -> Result<()
             percentile(&lat, 99.0),
             wall,
             m.count,
-            m.rss_total_mib,
+            m.pss_total_mib,
             m.dirty_total_mib
         );
         for id in ids {

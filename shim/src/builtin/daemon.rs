@@ -173,7 +173,6 @@ async fn serve_on(
     }
     log::info!("serving on {}", std::process::id());
     inner.arm_first_create_timer();
-    tokio::spawn(trim_memory());
 
     tokio::select! {
         _ = inner.exit.notified() => {}
@@ -184,25 +183,3 @@ async fn serve_on(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server.shutdown()).await;
     Ok(())
 }
-
-/// Keep the resident set small: after start-up and whenever it has grown since the last trim,
-/// drop the clean program pages touched along the way (they stay shared in the page cache).
-async fn trim_memory() {
-    let mut after_trim = 0u64;
-    loop {
-        let rss = sys::resident_bytes().unwrap_or(0);
-        if rss > after_trim + TRIM_SLACK {
-            match sys::trim_clean_file_mappings() {
-                Ok(n) => log::debug!("trimmed {n} bytes of clean mappings"),
-                Err(e) => log::debug!("trim: {e}"),
-            }
-            after_trim = sys::resident_bytes().unwrap_or(0);
-        }
-        tokio::time::sleep(TRIM_PERIOD).await;
-    }
-}
-
-/// Growth of the resident set that triggers a trim.
-const TRIM_SLACK: u64 = 256 * 1024;
-/// How often the resident set is looked at.
-const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
