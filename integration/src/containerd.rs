@@ -677,8 +677,16 @@ impl Containerd {
 
         // 2b. Whatever of this harness outlived the removal of its pods is a leak (checked before
         // anything is force-cleaned, scoped to this harness's own ids, socket and dir).
+        let mut leaked = false;
         if removed_through_cri {
-            let found = crate::leaks::wait_clean(&self.leak_scope(), LEAK_GRACE);
+            let scope = self.leak_scope();
+            let found = crate::leaks::wait_clean(&scope, LEAK_GRACE);
+            if !found.is_empty() {
+                leaked = true;
+                for e in crate::leaks::force_clean_runtime_state(&scope) {
+                    log::warn!("teardown: {e}");
+                }
+            }
             left.extend(found.into_iter().map(|l| format!("leak: {l}")));
         }
 
@@ -689,6 +697,11 @@ impl Containerd {
             &self.paths.state,
             &self.bridge,
         ));
+        if leaked {
+            for e in crate::leaks::remove_cgroups(&self.leak_scope()) {
+                log::warn!("teardown: {e}");
+            }
+        }
         for d in self
             .kubelet_dirs
             .lock()

@@ -158,6 +158,69 @@ pub async fn wait_dead_shim_cleanup(
     }
 }
 
+/// After a leak was reported: force-deletes, through the runtime that made it, the OCI runtime
+/// state this harness left in the router's roots (`runc`/`runsc --root R delete --force ID`),
+/// and removes its pid dirs, so one leaking test does not leave state for every later run.
+/// Processes, mounts and sockets are the teardown's usual cleanup. Returns what failed.
+pub fn force_clean_runtime_state(scope: &Scope) -> Vec<String> {
+    let (mut ids, _) = scope.ids();
+    ids.retain(|id| !scope.keep_ids.contains(id));
+    let dir = scope.dir.to_string_lossy().into_owned();
+    let mut left = Vec::new();
+    for runtime in dir_names(&scope.router_state) {
+        let program = match runtime.as_str() {
+            "runc" => "/usr/sbin/runc",
+            "runsc" => "/usr/bin/runsc",
+            _ => continue,
+        };
+        for ns in dir_names(&scope.router_state.join(&runtime)) {
+            let root = scope.router_state.join(&runtime).join(&ns);
+            for name in dir_names(&root) {
+                let id = name.split('_').next().unwrap_or(&name).to_owned();
+                if !(ids.contains(&id) || names_harness(&root.join(&name), &dir)) {
+                    continue;
+                }
+                let mut cmd = std::process::Command::new(program);
+                cmd.arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", &id]);
+                if let Err(e) = crate::command::run(&mut cmd, Duration::from_secs(60)) {
+                    left.push(e.to_string());
+                }
+            }
+        }
+    }
+    let pids = scope.router_state.join("pids");
+    for ns in dir_names(&pids) {
+        for id in dir_names(&pids.join(&ns))
+            .into_iter()
+            .filter(|i| ids.contains(i))
+        {
+            let _ = std::fs::remove_dir_all(pids.join(&ns).join(id));
+        }
+    }
+    left
+}
+
+/// After a leak was reported and the teardown killed what was left: removes the (now empty)
+/// cgroups named by this harness's ids. Returns what could not be removed.
+pub fn remove_cgroups(scope: &Scope) -> Vec<String> {
+    let (mut ids, _) = scope.ids();
+    ids.retain(|id| !scope.keep_ids.contains(id));
+    let mut left = Vec::new();
+    for line in cgroups(&ids) {
+        let Some(path) = line.strip_prefix("cgroup ") else {
+            continue;
+        };
+        if let Err(e) = std::fs::remove_dir(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                left.push(format!("remove cgroup {path}: {e}"));
+            }
+        }
+    }
+    left
+}
+
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
