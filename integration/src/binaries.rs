@@ -1,11 +1,22 @@
 //! Where the router's binaries are: `$ROUTER_BIN_DIR` if set, else the cargo target directory of
 //! the running test executable (`target/<profile>/deps/<test>` → `target/<profile>`), which is why
-//! the test command builds `--bins` first.
+//! the test command builds `--bins` first. And which containerd the harness runs:
+//! `$ROUTER_E2E_CONTAINERD_DIR` (a directory holding `containerd`, `ctr` and
+//! `containerd-shim-runc-v2` of one containerd version, e.g. one unpacked by
+//! `scripts/install-containerd.sh`), else the system's (`containerd` and `ctr` on PATH,
+//! `/usr/bin/containerd-shim-runc-v2`). Every suite goes through these, so one variable switches
+//! the whole run to another containerd.
 
 use std::path::{Path, PathBuf};
 
 /// Environment variable overriding the directory holding the router binaries.
 pub const ROUTER_BIN_DIR_ENV: &str = "ROUTER_BIN_DIR";
+/// Environment variable naming the directory of the containerd binaries to test against.
+pub const CONTAINERD_DIR_ENV: &str = "ROUTER_E2E_CONTAINERD_DIR";
+/// containerd's Go runc shim of the system's containerd.
+pub const SYSTEM_RUNC_SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
+/// File name of containerd's Go runc shim.
+pub const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-v2";
 /// The router shim's binary name.
 pub const ROUTER_SHIM_BINARY: &str = "containerd-shim-router-v2";
 /// The operator tool's binary name.
@@ -49,9 +60,53 @@ pub fn routerctl_path() -> Option<PathBuf> {
         .filter(|p| p.is_file())
 }
 
+/// `$ROUTER_E2E_CONTAINERD_DIR`, if set and non-empty.
+pub fn containerd_dir() -> Option<PathBuf> {
+    std::env::var_os(CONTAINERD_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The containerd binary to run: `<dir>/containerd`, else `containerd` on PATH.
+pub fn containerd_path() -> PathBuf {
+    tool(containerd_dir().as_deref(), "containerd", "containerd")
+}
+
+/// The `ctr` of the same containerd: `<dir>/ctr`, else `ctr` on PATH.
+pub fn ctr_path() -> PathBuf {
+    tool(containerd_dir().as_deref(), "ctr", "ctr")
+}
+
+/// The same containerd's Go runc shim (what the Kata stand-in is copied from, and what a `shim`
+/// backend naming `containerd-shim-runc-v2` resolves to on the harness's PATH).
+pub fn runc_shim_path() -> PathBuf {
+    tool(
+        containerd_dir().as_deref(),
+        RUNC_SHIM_BINARY,
+        SYSTEM_RUNC_SHIM,
+    )
+}
+
+fn tool(dir: Option<&Path>, name: &str, fallback: &str) -> PathBuf {
+    match dir {
+        Some(d) => d.join(name),
+        None => PathBuf::from(fallback),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tools_come_from_the_containerd_dir() {
+        let d = Path::new("/opt/c/usr/bin");
+        assert_eq!(tool(Some(d), "ctr", "ctr"), d.join("ctr"));
+        assert_eq!(
+            tool(None, RUNC_SHIM_BINARY, SYSTEM_RUNC_SHIM),
+            PathBuf::from(SYSTEM_RUNC_SHIM)
+        );
+    }
 
     #[test]
     fn profile_dir_from_test_exe() {

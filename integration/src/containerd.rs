@@ -63,7 +63,8 @@ pub struct ContainerdOptions {
     pub startup_timeout: Duration,
     /// Build and import the busybox and pause images into `k8s.io` (default true).
     pub import_images: bool,
-    /// The containerd binary (default `containerd` on PATH).
+    /// The containerd binary (default [`binaries::containerd_path`]: `containerd` in
+    /// `$ROUTER_E2E_CONTAINERD_DIR`, else on PATH).
     pub containerd_binary: PathBuf,
     /// Put containerd's state dir (task bundles, shim files) on a tmpfs of its own, as it is on a
     /// real node (`/run/containerd` on `/run`, a tmpfs on every systemd distribution), rather than
@@ -87,7 +88,7 @@ impl Default for ContainerdOptions {
             subnet: None,
             startup_timeout: Duration::from_secs(120),
             import_images: true,
-            containerd_binary: PathBuf::from("containerd"),
+            containerd_binary: binaries::containerd_path(),
             state_on_tmpfs: true,
         }
     }
@@ -265,7 +266,11 @@ impl Containerd {
         }
         env.push((
             "PATH".into(),
-            search_path(router_bin_dir.as_deref(), &paths.standin_dir),
+            search_path(
+                router_bin_dir.as_deref(),
+                &paths.standin_dir,
+                binaries::containerd_dir().as_deref(),
+            ),
         ));
         for (k, v) in &opts.env {
             env.push((k.into(), v.into()));
@@ -761,8 +766,14 @@ fn wait_child(child: &mut Child, limit: Duration) -> bool {
     }
 }
 
-/// PATH for containerd: router binaries, the stand-in dir, then the usual PATH.
-fn search_path(router_bin_dir: Option<&Path>, standin_dir: &Path) -> OsString {
+/// PATH for containerd: router binaries, the stand-in dir, the dir of the containerd under test
+/// (so `io.containerd.runc.v2` and a `shim` backend naming `containerd-shim-runc-v2` are that
+/// version's shim), then the usual PATH.
+fn search_path(
+    router_bin_dir: Option<&Path>,
+    standin_dir: &Path,
+    containerd_dir: Option<&Path>,
+) -> OsString {
     let base = std::env::var_os("PATH")
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -771,6 +782,7 @@ fn search_path(router_bin_dir: Option<&Path>, standin_dir: &Path) -> OsString {
         parts.push(d.to_path_buf());
     }
     parts.push(standin_dir.to_path_buf());
+    parts.extend(containerd_dir.map(Path::to_path_buf));
     parts.extend(std::env::split_paths(&base));
     std::env::join_paths(parts).unwrap_or(base)
 }
@@ -804,11 +816,16 @@ mod tests {
 
     #[test]
     fn path_puts_router_then_standin_first() {
-        let p = search_path(Some(Path::new("/r/bin")), Path::new("/t/standin"));
+        let p = search_path(
+            Some(Path::new("/r/bin")),
+            Path::new("/t/standin"),
+            Some(Path::new("/opt/c/bin")),
+        );
         let parts: Vec<PathBuf> = std::env::split_paths(&p).collect();
         assert_eq!(parts[0], PathBuf::from("/r/bin"));
         assert_eq!(parts[1], PathBuf::from("/t/standin"));
-        assert!(parts.len() > 2);
+        assert_eq!(parts[2], PathBuf::from("/opt/c/bin"));
+        assert!(parts.len() > 3);
     }
 
     #[test]

@@ -9,8 +9,6 @@ use std::time::Duration;
 use crate::command;
 use crate::error::Result;
 
-/// The `ctr` binary used.
-pub const CTR: &str = "ctr";
 /// Deadline of one `ctr` invocation unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -45,7 +43,7 @@ impl Ctr {
 
     /// A `Command` for `ctr -a SOCK -n NS` to add arguments to.
     pub fn command(&self) -> Command {
-        let mut c = Command::new(CTR);
+        let mut c = Command::new(crate::binaries::ctr_path());
         c.arg("-a").arg(&self.socket).arg("-n").arg(&self.namespace);
         c
     }

@@ -2,7 +2,8 @@
 //! is `containerd-shim-kata-standin-v2`, a **copy** of containerd's `containerd-shim-runc-v2` under
 //! another name. It isolates nothing more than runc: it only lets tests prove that a pod was handed
 //! to the VM tier's shim (its daemon shows up under the stand-in's name). Tests relying on it say
-//! `standin` in their name.
+//! `standin` in their name. It is copied from the runc shim of the containerd under test
+//! ([`crate::binaries::runc_shim_path`]), so it answers `start` the way that version's shim does.
 
 use std::path::{Path, PathBuf};
 
@@ -10,13 +11,11 @@ use crate::error::{Error, Result};
 
 /// File name of the stand-in shim binary.
 pub const STANDIN_BINARY: &str = "containerd-shim-kata-standin-v2";
-/// The binary copied to make the stand-in.
-pub const RUNC_SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
-
-/// Copies [`RUNC_SHIM`] to `<dir>/containerd-shim-kata-standin-v2` (mode 0755) and returns its
-/// path. Re-running it replaces the copy.
+/// Copies the runc shim of the containerd under test ([`crate::binaries::runc_shim_path`]) to
+/// `<dir>/containerd-shim-kata-standin-v2` (mode 0755) and returns its path. Re-running it
+/// replaces the copy.
 pub fn install_standin(dir: &Path) -> Result<PathBuf> {
-    install_standin_from(Path::new(RUNC_SHIM), dir)
+    install_standin_from(&crate::binaries::runc_shim_path(), dir)
 }
 
 /// Like [`install_standin`] with another source binary.

@@ -37,6 +37,8 @@ pub struct ShimArgs {
     pub debug: bool,
     /// `-v`: print the version and exit.
     pub version: bool,
+    /// `-info`: print the protobuf `RuntimeInfo` and exit (containerd 2.x).
+    pub info: bool,
     /// The action word after the flags.
     pub action: Action,
     /// Arguments after the action word (none are expected by containerd).
@@ -70,7 +72,7 @@ enum Kind {
 fn flag_kind(name: &str) -> Option<Kind> {
     match name {
         "namespace" | "address" | "publish-binary" | "id" | "bundle" | "socket" => Some(Kind::Str),
-        "debug" | "v" => Some(Kind::Bool),
+        "debug" | "v" | "info" => Some(Kind::Bool),
         _ => None,
     }
 }
@@ -111,6 +113,7 @@ impl ShimArgs {
             socket: None,
             debug: false,
             version: false,
+            info: false,
             action: Action::Daemon,
             rest: Vec::new(),
             raw,
@@ -144,10 +147,10 @@ impl ShimArgs {
                         Some(v) => parse_bool(&name, &v)?,
                         None => true,
                     };
-                    if name == "debug" {
-                        out.debug = v;
-                    } else {
-                        out.version = v;
+                    match name.as_str() {
+                        "debug" => out.debug = v,
+                        "info" => out.info = v,
+                        _ => out.version = v,
                     }
                 }
                 Some(Kind::Str) => {
@@ -254,6 +257,14 @@ mod tests {
         assert_eq!(a.action, Action::Start);
         // a value that looks like a flag is still a value, as in Go
         assert_eq!(p(&["-id", "-x", "start"]).unwrap().id, "-x");
+    }
+
+    #[test]
+    fn info_flag_of_containerd_2() {
+        let a = p(&["-info"]).unwrap();
+        assert!(a.info);
+        assert_eq!(a.action, Action::Daemon);
+        assert!(!p(&["-id", "x", "start"]).unwrap().info);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod args;
 mod audit;
 mod backend;
 mod builtin;
+mod containerd_compat;
 mod delete;
 mod handoff;
 mod logging;
@@ -35,6 +36,19 @@ fn main() -> ExitCode {
     if args.version {
         println!("{NAME}:\n  Version: {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if args.info {
+        use std::io::Write;
+        let info =
+            containerd_compat::runtime_info("io.containerd.router.v2", env!("CARGO_PKG_VERSION"));
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(&info).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprint!("{NAME}: cannot print RuntimeInfo: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if args.namespace.is_empty() {
         eprint!("{NAME}: shim namespace cannot be empty (-namespace)");

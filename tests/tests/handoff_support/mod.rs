@@ -18,8 +18,6 @@ use router_integration::{
 };
 use serde_json::Value;
 
-/// containerd's own runc shim: the trusted tier's backend in these suites.
-pub const RUNC_SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
 /// Backend override annotation.
 pub const BACKEND_OVERRIDE: &str = "runtime-router.io/backend";
 /// Marker env var given to the VM-tier backend in the test policy.
@@ -78,7 +76,7 @@ pub fn trusted_shim_binary() -> PathBuf {
         router_integration::binaries::router_shim_path()
             .unwrap_or_else(|| PathBuf::from("containerd-shim-router-v2 (not built)"))
     } else {
-        PathBuf::from(RUNC_SHIM)
+        router_integration::binaries::runc_shim_path()
     }
 }
 

@@ -178,6 +178,11 @@ pub fn analyse(text: &str, policy: &Policy) -> Result<Report, String> {
                         .collect()
                 })
                 .unwrap_or_default();
+            if is_router && str_at(h, "sandboxer") == Some("shim") {
+                r.errors.push(format!(
+                    "handler `{name}` sets sandboxer = \"shim\": containerd then gives the shim no config.json at `start`, so the router refuses every pod of it; remove `sandboxer` (the default, \"podsandbox\", is what the router needs)"
+                ));
+            }
             if is_router {
                 if let Some(cp) = h
                     .get("options")
@@ -404,5 +409,19 @@ version = 3
 "#;
         let r = analyse(v3, &policy()).unwrap_or_else(|e| panic!("{e}"));
         assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+        let shim_sandboxer = v3.replace(
+            "runtime_type = \"io.containerd.router.v2\"",
+            "runtime_type = \"io.containerd.router.v2\"\n  sandboxer = \"shim\"",
+        );
+        let r = analyse(&shim_sandboxer, &policy()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.errors.len(), 1, "{r:?}");
+        assert!(r.errors[0].contains("sandboxer = \"shim\""), "{r:?}");
+    }
+
+    #[test]
+    fn shipped_v3_snippet_is_clean() {
+        let text = include_str!("../../../../deploy/containerd-config-v3.toml");
+        let r = analyse(text, &policy()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.errors.is_empty(), "{r:?}");
     }
 }
