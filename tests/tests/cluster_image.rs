@@ -10,20 +10,7 @@ use anyhow::{ensure, Context, Result};
 use cluster_support::*;
 use router_integration::{binaries, routerimage, ContainerSpec, Containerd, ContainerdOptions};
 
-const POLICY: &str = r#"version = 1
-audit_log = "{dir}/audit/decisions.jsonl"
-default_tenant = "provider"
-allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-"#;
+const POLICY: &str = BUILTIN_POLICY;
 
 const NODE_CONFIG: &str = r#"version = 2
 [plugins."io.containerd.grpc.v1.cri".containerd]

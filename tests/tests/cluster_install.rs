@@ -13,24 +13,7 @@ use anyhow::{ensure, Context, Result};
 use cluster_support::*;
 use router_integration::{ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler};
 
-const POLICY: &str = r#"version = 1
-audit_log = "{dir}/audit/decisions.jsonl"
-default_tenant = "provider"
-allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.team-a]
-namespaces = ["web"]
-backend = "runc"
-"#;
+const POLICY: &str = BUILTIN_POLICY;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_on_containerd_1_6_then_uninstall_restores_byte_for_byte() -> Result<()> {

@@ -14,25 +14,7 @@ use cluster_support::*;
 use router_integration::{Containerd, ContainerdOptions};
 use serde_json::Value;
 
-const POLICY: &str = r#"version = 1
-audit_log = "{dir}/audit/decisions.jsonl"
-default_tenant = "provider"
-allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.team-a]
-namespaces = ["web"]
-backend = "runc"
-deny = ["host-network"]
-"#;
+const POLICY: &str = BUILTIN_POLICY;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_decisions_across_a_rotation() -> Result<()> {

@@ -12,24 +12,7 @@ use anyhow::{ensure, Context, Result};
 use cluster_support::*;
 use router_integration::{ContainerSpec, Containerd, ContainerdOptions};
 
-const V1: &str = r#"version = 1
-audit_log = "{dir}/audit/decisions.jsonl"
-default_tenant = "provider"
-allowed_host_paths = ["{dir}/", "{root}/", "{state}/"]
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.team-a]
-namespaces = ["web"]
-backend = "runc"
-"#;
+const V1: &str = BUILTIN_POLICY;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_rollout_keeps_last_good_policy_and_metrics_match_audit() -> Result<()> {

@@ -15,6 +15,29 @@ use anyhow::{bail, Context, Result};
 use router_integration::{binaries, Containerd};
 use serde_json::Value;
 
+/// The cluster suites' node policy (`{dir}`, `{root}`, `{state}` filled by the harness): the
+/// built-in runc backend, `kube-system` as `provider`, `web` as `team-a` (host network denied).
+/// `cluster_policy` edits it by line: keep `tenants.team-a.backend` on line 17.
+pub const BUILTIN_POLICY: &str = r#"version = 1
+audit_log = "{dir}/audit/decisions.jsonl"
+default_tenant = "provider"
+allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
+
+[backends.runc]
+kind = "builtin"
+runtime = "/usr/sbin/runc"
+isolation = "container"
+
+[tenants.provider]
+namespaces = ["kube-system"]
+backend = "runc"
+
+[tenants.team-a]
+namespaces = ["web"]
+backend = "runc"
+deny = ["host-network"]
+"#;
+
 /// Generous timeout for anything the loaded machine must do.
 pub const LONG: Duration = Duration::from_secs(120);
 
