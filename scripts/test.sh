@@ -58,7 +58,7 @@ if [ "$test_status" -eq 0 ]; then
         case "$version" in
             1.*) suites=(--test harness_smoke --test handoff_policy --test security_attacks
                          --test builtin_lifecycle) ;;
-            *) suites=(--test harness_smoke --test builtin_lifecycle --test builtin_features
+            *) suites=(--test harness_smoke --test cluster_install --test builtin_lifecycle --test builtin_features
                        --test builtin_restart --test builtin_gvisor) ;;
         esac
         step "e2e suites on containerd $version (${suites[*]})"
