@@ -761,8 +761,21 @@ async fn ctr_run_with_router_runtime_uses_containerd_namespace_standin() -> Resu
                     )
                 })?;
                 let bundle = fx.h.bundle_dir(ns, &did);
-                let pid: i32 = std::fs::read_to_string(bundle.join("init.pid"))
-                    .context("init.pid")?
+                // the Go runc shim writes init.pid into the bundle; the built-in backend into its
+                // root-only pid dir (never the bundle)
+                let pid_file = [
+                    bundle.join("init.pid"),
+                    Path::new(router_integration::router_state::DEFAULT_STATE_DIR)
+                        .join("pids")
+                        .join(ns)
+                        .join(&did)
+                        .join("init.pid"),
+                ]
+                .into_iter()
+                .find(|p| p.exists())
+                .context("no init.pid in the bundle or the router's pid dir")?;
+                let pid: i32 = std::fs::read_to_string(&pid_file)
+                    .with_context(|| format!("{}", pid_file.display()))?
                     .trim()
                     .parse()?;
                 let bin = exe(ppid(pid)?)?;
