@@ -22,28 +22,7 @@ use router_integration::{
     leaks, procs, ContainerSpec, Containerd, ContainerdOptions, K8S_NAMESPACE,
 };
 
-const POLICY: &str = r#"version = 1
-default_tenant = "untrusted"
-
-[backends.runc]
-kind = "builtin"
-runtime = "{dir}/faults-runc/runc"
-isolation = "container"
-
-[backends.gvisor]
-kind = "builtin"
-runtime = "{dir}/faults-runsc/runsc"
-runtime_args = ["--platform=ptrace", "--network=host"]
-isolation = "sandbox"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.untrusted]
-backend = "gvisor"
-deny = ["host-network", "host-pid", "host-ipc", "privileged"]
-"#;
+const POLICY: &str = router_integration::faults::FAULTS_POLICY;
 
 const LONG: Duration = Duration::from_secs(120);
 const GRACE: Duration = Duration::from_secs(20);

@@ -17,6 +17,33 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The policy of the suites that inject faults (`{dir}` filled by the harness): `kube-system` on
+/// built-in runc through the wrapper in `{dir}/faults-runc`, every other namespace on built-in
+/// runsc through its wrapper in `{dir}/faults-runsc` (named `runsc`: the router knows runsc by
+/// name). Shared by `tests/tests/builtin_faults.rs` and the soak benchmark.
+pub const FAULTS_POLICY: &str = r#"version = 1
+default_tenant = "untrusted"
+
+[backends.runc]
+kind = "builtin"
+runtime = "{dir}/faults-runc/runc"
+isolation = "container"
+
+[backends.gvisor]
+kind = "builtin"
+runtime = "{dir}/faults-runsc/runsc"
+runtime_args = ["--platform=ptrace", "--network=host"]
+isolation = "sandbox"
+
+[tenants.provider]
+namespaces = ["kube-system"]
+backend = "runc"
+
+[tenants.untrusted]
+backend = "gvisor"
+deny = ["host-network", "host-pid", "host-ipc", "privileged"]
+"#;
+
 /// The wrapper script; `@REAL@` and `@DIR@` are filled in.
 const SCRIPT: &str = r#"#!/bin/sh
 # Fault-injecting OCI runtime wrapper (runtime-router e2e tests): see integration/src/faults.rs.

@@ -148,10 +148,6 @@ impl RecordStore {
 
     /// Where the record of task `id` lives.
     pub fn path_of(&self, id: &str) -> Result<PathBuf, StoreError> {
-        self.path(id)
-    }
-
-    fn path(&self, id: &str) -> Result<PathBuf, StoreError> {
         if !plain_component(id) {
             return Err(StoreError::BadId(id.to_owned()));
         }
@@ -160,7 +156,7 @@ impl RecordStore {
 
     /// Writes the record of task `id` (atomically, never through a symlink).
     pub fn write(&self, id: &str, rec: &DecisionRecord) -> Result<(), StoreError> {
-        let path = self.path(id)?;
+        let path = self.path_of(id)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -171,12 +167,12 @@ impl RecordStore {
 
     /// The record of task `id`, if any.
     pub fn read(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError> {
-        Ok(record::read_file(&self.path(id)?)?)
+        Ok(record::read_file(&self.path_of(id)?)?)
     }
 
     /// Removes the record of task `id` (no error if there is none).
     pub fn remove(&self, id: &str) {
-        if let Ok(p) = self.path(id) {
+        if let Ok(p) = self.path_of(id) {
             let _ = fs::remove_file(p);
         }
     }

@@ -20,30 +20,8 @@ use router_integration::{
 const REAL_RUNC: &str = "/usr/sbin/runc";
 const REAL_RUNSC: &str = "/usr/bin/runsc";
 
-/// `kube-system` on built-in runc through the wrapper, every other namespace on built-in runsc
-/// through its wrapper (named `runsc`: the router knows runsc by name).
-const POLICY: &str = r#"version = 1
-default_tenant = "untrusted"
-
-[backends.runc]
-kind = "builtin"
-runtime = "{dir}/faults-runc/runc"
-isolation = "container"
-
-[backends.gvisor]
-kind = "builtin"
-runtime = "{dir}/faults-runsc/runsc"
-runtime_args = ["--platform=ptrace", "--network=host"]
-isolation = "sandbox"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.untrusted]
-backend = "gvisor"
-deny = ["host-network", "host-pid", "host-ipc", "privileged"]
-"#;
+/// See `FAULTS_POLICY`.
+const POLICY: &str = router_integration::faults::FAULTS_POLICY;
 
 /// How long the processes of a failed or removed pod may take to go.
 const GRACE: Duration = Duration::from_secs(20);
