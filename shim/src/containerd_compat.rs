@@ -3,10 +3,16 @@
 //! skip `start` for a pod's later containers, which containerd versions skip `start` for every
 //! app container whatever the reply, and the protobuf `RuntimeInfo` containerd 2.x asks for
 //! with `<shim> -info`. Callers ask questions here; no other module compares version numbers.
-//!
-//! Only `runtime_info` has a caller yet; the reply and version questions are the knowledge the
-//! hand-off's reply handling and the 2.0.0–2.0.5 refusal are to use (issue 10, not wired yet).
-#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The task service containerd calls on a shim whose `start` gave a version-2 reply (plain
+/// address or JSON version 2): every containerd from 1.6 on.
+pub const TASK_SERVICE_V2: &str = "containerd.task.v2.Task";
+/// The task service of a shim that answered bootstrap protocol 3 (containerd 2.x's own runc
+/// shim serves only this one); the messages are the same as v2's.
+pub const TASK_SERVICE_V3: &str = "containerd.task.v3.Task";
 
 /// What a shim printed on stdout in answer to `start`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +101,7 @@ impl ContainerdVersion {
     }
 
     /// containerd 2.1.2+ sends `Shutdown` to the shim of each container of a version-2 shim.
+    #[allow(dead_code)] // knowledge for readers and tests: the daemons stay up until empty
     pub fn shuts_down_per_container(&self) -> bool {
         (self.major, self.minor, self.patch) >= (2, 1, 2)
     }
@@ -104,6 +111,42 @@ impl std::fmt::Display for ContainerdVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
     }
+}
+
+/// Asks containerd's binary (`-publish-binary`) for its version; `None` if it cannot tell within
+/// two seconds. Only for explaining a refusal: it costs a process.
+pub fn query_version(binary: &str) -> Option<ContainerdVersion> {
+    if binary.is_empty() {
+        return None;
+    }
+    let mut child = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()?
+        .take(4096)
+        .read_to_string(&mut out)
+        .ok()?;
+    ContainerdVersion::from_version_output(&out)
 }
 
 /// The protobuf `containerd.types.RuntimeInfo` printed for `<shim> -info` (containerd 2.x):
@@ -184,6 +227,23 @@ mod tests {
         assert!(!v("c x 1.7.24").skips_every_container_start());
         assert!(v("c x 2.1.2").shuts_down_per_container());
         assert!(!v("c x 2.1.1").shuts_down_per_container());
+    }
+
+    #[test]
+    fn version_of_a_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("containerd");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'containerd github.com/containerd/containerd/v2 v2.0.4 abc'\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let v = query_version(fake.to_str().unwrap()).unwrap();
+        assert!(v.skips_every_container_start(), "{v}");
+        assert_eq!(query_version("/nonexistent/containerd"), None);
+        assert_eq!(query_version(""), None);
     }
 
     #[test]

@@ -74,6 +74,20 @@ pub fn run(args: &ShimArgs) -> Result<(), DeleteError> {
         Ok(_) => {}
         Err(e) => log::warn!("delete {}: checking the shim socket: {e}", args.id),
     }
+    if let Some(delegate) = &rec.relay_to {
+        // The pod's relay is gone (containerd calls `delete` when the shim it talks to is), and
+        // with it the only way containerd reached the delegate: the delegate must go too.
+        let relay = crate::relay::relay_address(args, &rec.sandbox_id);
+        let relay_alive = stale::socket_path(&relay)
+            .is_some_and(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
+        if !relay_alive {
+            match crate::relay::stop_delegate(delegate, &args.id) {
+                Ok(Some(pid)) => log::debug!("stopped delegate shim {pid} behind a dead relay"),
+                Ok(None) => {}
+                Err(e) => log::warn!("delete {}: stopping the delegate shim: {e}", args.id),
+            }
+        }
+    }
     match rec.target {
         RecordedBackend::Shim { binary, env } => {
             Err(handoff::exec(&binary, &args.raw, &env).into())

@@ -1,14 +1,17 @@
-//! Hand-off to another shim v2 binary: find it (a name on `PATH` or an absolute path) and replace
-//! this process with it, passing the same argv, working directory, stdin/stdout/stderr and
-//! environment plus the backend's `env`. After `start`, containerd talks to that shim directly.
+//! Hand-off to another shim v2 binary: find it (a name on `PATH` or an absolute path) and run
+//! it with the same argv, working directory, stdin, stderr and environment plus the backend's
+//! `env`. `start` runs it as a child and reads its reply (so a version-3 reply can be fronted by
+//! the relay, `crate::relay`); `delete` replaces this process with it.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The backend's binary cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +30,24 @@ pub enum HandoffError {
     Relative { backend: String, binary: String },
     #[error("could not run shim binary {binary}: {source}")]
     Exec { binary: PathBuf, source: io::Error },
+    #[error("backend `{backend}`: {binary} start failed ({status})")]
+    StartFailed {
+        backend: String,
+        binary: PathBuf,
+        status: String,
+    },
+    #[error("backend `{backend}`: {binary} start {why}")]
+    BadReply {
+        backend: String,
+        binary: PathBuf,
+        why: String,
+    },
 }
+
+/// Longest reply read from a delegate's `start` (a bootstrap reply is well under 1 KiB).
+const MAX_REPLY: usize = 64 * 1024;
+/// How long a delegate's `start` may take before it is killed.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn is_executable_file(p: &Path) -> bool {
     std::fs::metadata(p)
@@ -92,6 +112,93 @@ pub fn exec(binary: &Path, argv: &[OsString], env: &BTreeMap<String, String>) ->
     }
 }
 
+/// Run `binary`'s `start` (`argv` as received) as a child sharing our working directory,
+/// stdin and stderr, with `env` added; returns what it printed on stdout once it exited 0.
+/// Its stderr reaches containerd as ours would. Never waits past [`START_TIMEOUT`], and stops
+/// reading when the child has exited even if a process it left behind holds the pipe open.
+pub fn run_start(
+    backend: &str,
+    binary: &Path,
+    argv: &[OsString],
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, HandoffError> {
+    log::debug!("handing off to {} {:?}", binary.display(), argv);
+    let bad = |why: String| HandoffError::BadReply {
+        backend: backend.to_owned(),
+        binary: binary.to_owned(),
+        why,
+    };
+    let mut child = Command::new(binary)
+        .args(argv)
+        .envs(env)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|source| HandoffError::Exec {
+            binary: binary.to_owned(),
+            source,
+        })?;
+    let Some(mut out) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(bad("gave no stdout pipe".into()));
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut exited = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(bad(format!(
+                "did not exit within {}s",
+                START_TIMEOUT.as_secs()
+            )));
+        }
+        // EOF (the child and all it spawned closed stdout) wakes this at once; the short
+        // timeout only matters when a process the child left behind kept the pipe.
+        let readable = crate::sys::wait_readable(out.as_fd(), left.min(Duration::from_millis(100)))
+            .unwrap_or(true);
+        if readable {
+            match io::Read::read(&mut out, &mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    reply.extend_from_slice(&chunk[..n]);
+                    if reply.len() > MAX_REPLY {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(bad(format!("printed more than {MAX_REPLY} bytes")));
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(bad(format!("output could not be read: {e}"))),
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            if !crate::sys::wait_readable(out.as_fd(), Duration::ZERO).unwrap_or(false) {
+                break;
+            }
+        }
+    }
+    let status = match exited {
+        Some(s) => s,
+        None => child
+            .wait()
+            .map_err(|e| bad(format!("could not be waited for: {e}")))?,
+    };
+    if !status.success() {
+        return Err(HandoffError::StartFailed {
+            backend: backend.to_owned(),
+            binary: binary.to_owned(),
+            status: status.to_string(),
+        });
+    }
+    Ok(reply)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +226,36 @@ mod tests {
             "{msg}"
         );
         assert!(resolve("k", "shim-x", None).is_err());
+    }
+
+    #[test]
+    fn start_reply_is_read_and_failures_are_named() {
+        let a = tempfile::tempdir().unwrap();
+        let script = |name: &str, body: &str| {
+            let p = a.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let env = BTreeMap::from([("X_ROUTER".to_owned(), "v".to_owned())]);
+        let ok = script("ok", "printf '%s %s' \"$1\" \"$X_ROUTER\"");
+        assert_eq!(
+            run_start("b", &ok, &["start".into()], &env).unwrap(),
+            b"start v".to_vec()
+        );
+        let fail = script("fail", "echo reason >&2; exit 3");
+        let e = run_start("kata", &fail, &[], &env).unwrap_err().to_string();
+        assert!(e.contains("`kata`") && e.contains("exit status: 3"), "{e}");
+        // a daemon that keeps stdout open must not hold `start` up
+        let lingering = script("linger", "sleep 30 & echo unix:///run/s");
+        let t = Instant::now();
+        assert_eq!(
+            run_start("b", &lingering, &[], &env).unwrap(),
+            b"unix:///run/s\n".to_vec()
+        );
+        assert!(t.elapsed() < Duration::from_secs(10));
+        let chatty = script("chatty", "head -c 200000 /dev/zero");
+        assert!(run_start("b", &chatty, &[], &env).is_err());
     }
 
     #[test]

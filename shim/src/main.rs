@@ -1,18 +1,21 @@
 //! `containerd-shim-router-v2`: a containerd shim v2 binary that routes each pod to an isolation
 //! backend chosen from the node policy. `start` decides and hands over (exec of another shim v2
 //! binary, or the built-in backend); `delete` runs the recorded backend's cleanup; without an
-//! action the binary is the built-in backend's shim daemon.
+//! action the binary is the built-in backend's shim daemon, or a pod's task API relay.
 
+mod admission;
 mod args;
 mod audit;
 mod backend;
 mod builtin;
 mod containerd_compat;
+mod daemonize;
 mod delete;
 mod handoff;
 mod logging;
 mod record;
 mod records;
+mod relay;
 mod stale;
 mod start;
 mod statedir;
@@ -96,5 +99,8 @@ fn run_delete(args: &ShimArgs) -> ExitCode {
 }
 
 fn run_daemon() -> ExitCode {
+    if let Some(delegate) = std::env::var_os(relay::ENV_RELAY_TO) {
+        relay::run_daemon(delegate.to_string_lossy().into_owned())
+    }
     builtin::run_daemon()
 }

@@ -77,6 +77,11 @@ pub struct DecisionRecord {
     pub decided_at: String,
     /// The resolved backend.
     pub target: RecordedBackend,
+    /// For a sandbox whose delegate shim answered bootstrap protocol 3 (and each container of
+    /// its pod): the delegate's address, which the pod's task API relay (`crate::relay`)
+    /// fronts. A sandbox's is set once its relay runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_to: Option<String>,
 }
 
 /// Reading or writing a record failed.
@@ -234,6 +239,7 @@ mod tests {
                 binary: "/usr/bin/containerd-shim-runc-v2".into(),
                 env: BTreeMap::from([("A".into(), "b".into())]),
             },
+            relay_to: None,
         }
     }
 

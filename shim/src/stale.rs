@@ -32,14 +32,23 @@ pub fn socket_path(address: &str) -> Option<PathBuf> {
 }
 
 /// Remove the dead socket of the shim that served task `args.id` of pod `sandbox_id` (grouped
-/// by the sandbox id, or alone by its own id), if nothing serves it.
+/// by the sandbox id, or alone by its own id, or the pod's task API relay), if nothing serves it.
 pub fn remove_dead_socket(args: &ShimArgs, sandbox_id: &str) -> io::Result<Stale> {
     let mut outcome = Stale::NoSocket;
+    let mut addresses = Vec::with_capacity(3);
     for grouping in [sandbox_id, args.id.as_str()] {
-        if grouping.is_empty() {
-            continue;
+        if !grouping.is_empty() {
+            addresses.push(containerd_shim::socket_address(
+                &args.address,
+                &args.namespace,
+                grouping,
+            ));
         }
-        let address = containerd_shim::socket_address(&args.address, &args.namespace, grouping);
+    }
+    if !sandbox_id.is_empty() {
+        addresses.push(crate::relay::relay_address(args, sandbox_id));
+    }
+    for address in addresses {
         if let Some(path) = socket_path(&address) {
             match remove_if_dead(&path)? {
                 Stale::NoSocket => {}

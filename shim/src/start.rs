@@ -6,8 +6,10 @@
 //! sandbox or a task with no CRI annotations decides alone; a container follows its sandbox's
 //! record and only has its own spec checked), resolve the backend, write the decision record
 //! (the authoritative copy in the router's root-only state dir, `crate::records`, and an
-//! operator's copy `router-decision.json` in the bundle), append the audit line, then exec the backend shim (same argv, cwd,
-//! stdin, env + backend env) or start the built-in backend and print its address. Any failure is
+//! operator's copy `router-decision.json` in the bundle), append the audit line, then run the
+//! backend shim's `start` (same argv, cwd, stdin, env + backend env) and pass its reply on — or,
+//! for a version-3 reply, front it with the pod's relay (`crate::relay`) — or start the built-in
+//! backend, and print the address. Any failure is
 //! a refusal: audited, one line on stderr (containerd puts it into the CRI error), exit 1, and no
 //! record, daemon or socket left behind.
 //!
@@ -26,9 +28,11 @@ use router_core::{Decision, Inputs, Refusal, Role};
 use crate::args::ShimArgs;
 use crate::audit::{self, AuditEntry, Denial};
 use crate::backend::{self, BackendError};
+use crate::containerd_compat::BootstrapReply;
 use crate::handoff::{self, HandoffError};
 use crate::record::{self, DecisionRecord, RecordError, RecordedBackend, RECORD_VERSION};
 use crate::records::{RecordStore, StoreError};
+use crate::relay::{self, Front, RelayError};
 use crate::timefmt;
 
 /// `config.json` larger than this is refused.
@@ -41,6 +45,8 @@ pub enum StartError {
     Cwd(io::Error),
     #[error("{path}: cannot read the OCI spec: {source}")]
     SpecRead { path: PathBuf, source: io::Error },
+    #[error("{path}: the bundle has no OCI spec, so the router cannot decide: containerd gives a shim no config.json when the runtime handler has `sandboxer = \"shim\"`; route through the router only handlers with the default `sandboxer = \"podsandbox\"` (`routerctl check --containerd-config` reports the others)")]
+    NoSpec { path: PathBuf },
     #[error("{path}: OCI spec larger than {MAX_SPEC_BYTES} bytes")]
     SpecTooLarge { path: PathBuf },
     #[error("{path}: the OCI spec is not a regular file (a FIFO, socket, device or symlink is never read)")]
@@ -72,6 +78,8 @@ pub enum StartError {
     UnknownBackend(String),
     #[error(transparent)]
     Handoff(#[from] HandoffError),
+    #[error(transparent)]
+    Relay(#[from] RelayError),
     #[error("backend `{backend}`: OCI runtime {runtime} is missing or not executable")]
     RuntimeMissing { backend: String, runtime: String },
     #[error(transparent)]
@@ -90,6 +98,7 @@ impl StartError {
             StartError::Policy(_) | StartError::UnknownBackend(_) => "policy".into(),
             StartError::Cwd(_) | StartError::Record(_) | StartError::Store(_) => "internal".into(),
             StartError::SpecRead { .. }
+            | StartError::NoSpec { .. }
             | StartError::SpecTooLarge { .. }
             | StartError::SpecNotRegular { .. }
             | StartError::SpecParse { .. } => "spec".into(),
@@ -99,7 +108,7 @@ impl StartError {
             | StartError::SandboxMismatch { .. } => "sandbox-record".into(),
             StartError::Handoff(HandoffError::Exec { .. }) => "handoff".into(),
             StartError::Handoff(_) | StartError::RuntimeMissing { .. } => "backend-missing".into(),
-            StartError::Backend(_) => "backend".into(),
+            StartError::Backend(_) | StartError::Relay(_) => "backend".into(),
         }
     }
 
@@ -134,6 +143,8 @@ struct Routed {
     decision: Decision,
     target: RecordedBackend,
     sandbox_id: String,
+    /// For a container of a relayed pod: the delegate address the pod's relay fronts.
+    relay_to: Option<String>,
 }
 
 /// Where `start` reads and writes: the bundle (cwd) and the router's state dir.
@@ -154,8 +165,7 @@ struct Ctx<'a> {
     decision: Option<Decision>,
 }
 
-/// Run `start`. On success with a shim backend this never returns (the process becomes the
-/// backend's `start`); with the built-in backend it returns the address to print.
+/// Run `start`; returns what to print on stdout for containerd.
 pub fn run(args: &ShimArgs) -> Result<String, StartError> {
     let mut ctx = Ctx {
         args,
@@ -240,6 +250,7 @@ fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
                 decision,
                 target,
                 sandbox_id: args.id.clone(),
+                relay_to: None,
             }
         }
         Role::Container { sandbox_id } => {
@@ -259,6 +270,7 @@ fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
                 decision,
                 target: sandbox.target,
                 sandbox_id: sandbox_id.clone(),
+                relay_to: sandbox.relay_to,
             }
         }
     };
@@ -270,10 +282,7 @@ fn read_spec(path: &Path) -> Result<Vec<u8>, StartError> {
     let path_owned = || path.to_owned();
     match safefile::read_limited(path, MAX_SPEC_BYTES, false) {
         Ok(Some(bytes)) => Ok(bytes),
-        Ok(None) => Err(StartError::SpecRead {
-            path: path_owned(),
-            source: io::Error::from(io::ErrorKind::NotFound),
-        }),
+        Ok(None) => Err(StartError::NoSpec { path: path_owned() }),
         Err(safefile::ReadError::TooLarge { .. }) => {
             Err(StartError::SpecTooLarge { path: path_owned() })
         }
@@ -427,6 +436,7 @@ fn act(ctx: &Ctx<'_>, env: &Env, routed: Routed) -> Result<String, StartError> {
         pod_uid: inputs.and_then(|i| i.pod_uid.clone()),
         decided_at: timefmt::now_rfc3339(),
         target: routed.target.clone(),
+        relay_to: routed.relay_to.clone(),
     };
     let store = match write_records(env, args, &rec) {
         Ok(store) => store,
@@ -468,9 +478,7 @@ fn act(ctx: &Ctx<'_>, env: &Env, routed: Routed) -> Result<String, StartError> {
         rec.rule
     );
     let result = match &routed.target {
-        RecordedBackend::Shim { binary, env } => {
-            Err(StartError::Handoff(handoff::exec(binary, &args.raw, env)))
-        }
+        RecordedBackend::Shim { binary, env } => hand_off(args, bundle, &store, &rec, binary, env),
         RecordedBackend::Builtin {
             runtime,
             runtime_args,
@@ -489,6 +497,76 @@ fn act(ctx: &Ctx<'_>, env: &Env, routed: Routed) -> Result<String, StartError> {
         audit_refusal(ctx, e);
     }
     result
+}
+
+/// Run the shim backend's `start` and give containerd a reply that brings every container of
+/// the pod back to the router: the delegate's own reply if it is version 2 (plain address or
+/// JSON version 2), else the address of the pod's task API relay (`crate::relay`).
+fn hand_off(
+    args: &ShimArgs,
+    bundle: &Path,
+    store: &RecordStore,
+    rec: &DecisionRecord,
+    binary: &Path,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<String, StartError> {
+    let out = handoff::run_start(&rec.backend, binary, &args.raw, env)?;
+    let reply = BootstrapReply::parse(&out).ok_or_else(|| HandoffError::BadReply {
+        backend: rec.backend.clone(),
+        binary: binary.to_owned(),
+        why: "printed no address".into(),
+    })?;
+    let delegate = match relay::front_for(&rec.backend, &reply) {
+        Ok(Front::PassThrough) => return Ok(String::from_utf8_lossy(&out).into_owned()),
+        Ok(Front::Relay(delegate)) => delegate,
+        Err(e) => {
+            if rec.role == "sandbox" {
+                stop_started_delegate(&reply, &args.id);
+            }
+            return Err(e.into());
+        }
+    };
+    if rec.role != "sandbox" {
+        let fronted = rec.relay_to.as_deref().unwrap_or_default();
+        return Ok(relay::join_for_container(
+            args,
+            &rec.backend,
+            bundle,
+            &rec.sandbox_id,
+            fronted,
+            &delegate,
+        )?);
+    }
+    let relayed = relay::start_for_sandbox(args, &rec.backend, bundle, &delegate).and_then(|a| {
+        let mut with_relay = rec.clone();
+        with_relay.relay_to = Some(delegate.clone());
+        store
+            .write(&args.id, &with_relay)
+            .map_err(|e| RelayError::Spawn {
+                backend: rec.backend.clone(),
+                reason: format!("record the relay: {e}"),
+            })?;
+        let _ = record::write(bundle, &with_relay);
+        Ok(a)
+    });
+    relayed.map_err(|e| {
+        // The delegate started but containerd will never be told where: it must not stay.
+        stop_started_delegate(&reply, &args.id);
+        e.into()
+    })
+}
+
+/// Kills the delegate shim a failed `start` leaves running.
+fn stop_started_delegate(reply: &BootstrapReply, id: &str) {
+    let address = match reply {
+        BootstrapReply::Plain(a) => a,
+        BootstrapReply::Json { address, .. } => address,
+    };
+    match relay::stop_delegate(address, id) {
+        Ok(Some(pid)) => log::debug!("stopped delegate shim {pid} at {address}"),
+        Ok(None) => {}
+        Err(e) => log::warn!("could not stop the delegate shim at {address}: {e}"),
+    }
 }
 
 /// The authoritative record in the state dir, then the operator's copy in the bundle. A sandbox
@@ -663,6 +741,7 @@ mod tests {
                 binary: "/bin/true".into(),
                 env: BTreeMap::new(),
             },
+            relay_to: None,
         }
     }
 

@@ -93,6 +93,7 @@ fn sandbox_rec(routed: &Routed) -> DecisionRecord {
         pod_uid: Some("uid-1".into()),
         decided_at: String::new(),
         target: routed.target.clone(),
+        relay_to: None,
     }
 }
 

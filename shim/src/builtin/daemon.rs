@@ -13,7 +13,6 @@ use containerd_shim_protos::ttrpc::r#async::transport::Listener;
 use containerd_shim_protos::ttrpc::r#async::Server;
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::launch::READY_LINE;
 use super::ociruntime::OciRuntime;
 use super::reaper::reaper;
 use super::runsc::glue::RunscRules;
@@ -21,6 +20,7 @@ use super::task::{Inner, TaskService};
 use super::{ensure_namespace, runtime_root, BuiltinBackend, BuiltinError};
 use super::{ENV_RUNTIME, ENV_RUNTIME_ARGS};
 use crate::args::ShimArgs;
+use crate::daemonize::READY_LINE;
 use crate::sys;
 
 /// The task service names containerd calls: v2 (containerd 1.6/1.7, and 2.x given a plain
@@ -119,7 +119,14 @@ async fn serve(
     })?;
     let runtime = OciRuntime::new(&backend.runtime, &root, &backend.runtime_args);
     let runsc = RunscRules::for_backend(&backend, &root);
-    let inner = Inner::new(args.namespace.clone(), runtime, runsc, publisher);
+    let gate = crate::admission::Admission {
+        state: crate::statedir::state_dir(),
+        address: args.address.clone(),
+        namespace: args.namespace.clone(),
+        sandbox_id: args.id.clone(),
+        publish_binary: args.publish_binary.clone(),
+    };
+    let inner = Inner::new(args.namespace.clone(), runtime, runsc, publisher, gate);
     let service = Arc::new(TaskService(inner.clone()));
 
     let path = PathBuf::from(socket.strip_prefix("unix://").unwrap_or(&socket));

@@ -7,55 +7,25 @@
 //! daemon and returns its address: one daemon per pod. A failed start leaves no daemon and no
 //! socket behind.
 
-use std::io::Read;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use super::{ensure_namespace, BuiltinBackend, BuiltinError, ENV_RUNTIME, ENV_RUNTIME_ARGS};
 use crate::args::ShimArgs;
+use crate::daemonize::{read_ready, socket_path};
 use crate::sys;
 
-/// How long `start` waits for the daemon to say it is ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The line the daemon prints when it serves its socket.
-pub(crate) const READY_LINE: &str = "ready";
+fn write_address(bundle: &Path, address: &str) -> Result<(), BuiltinError> {
+    crate::daemonize::write_address(bundle, address).map_err(|e| BuiltinError::Io {
+        what: format!("write {}/address", bundle.display()),
+        source: e,
+    })
+}
 
 /// The socket address of the daemon serving `grouping` (the pod's sandbox id).
 pub fn daemon_address(args: &ShimArgs, grouping: &str) -> String {
     containerd_shim::socket_address(&args.address, &args.namespace, grouping)
-}
-
-fn socket_path(address: &str) -> PathBuf {
-    PathBuf::from(address.strip_prefix("unix://").unwrap_or(address))
-}
-
-/// Writes `bundle/address` for containerd. The bundle may be writable by a pod, so the temp file
-/// is created exclusively and never through a symlink (a planted `.address.tmp -> /etc/x` must
-/// not make root write there), and the rename replaces whatever `address` is.
-fn write_address(bundle: &Path, address: &str) -> Result<(), BuiltinError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = bundle.join(format!(".address.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(address.as_bytes()))
-        .and_then(|_| std::fs::rename(&tmp, bundle.join("address")))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            BuiltinError::Io {
-                what: format!("write {}/address", bundle.display()),
-                source: e,
-            }
-        })
 }
 
 /// `start` for the built-in backend; returns the address to print on stdout.
@@ -148,53 +118,6 @@ fn spawn_daemon(
     }
 }
 
-/// Read the daemon's first line: `ready`, or `error: ...`.
-fn read_ready(out: &mut std::process::ChildStdout) -> Result<(), String> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 512];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!("no answer within {}s", READY_TIMEOUT.as_secs()));
-        }
-        match sys::wait_readable(out.as_fd(), left) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => return Err(format!("waiting for the daemon: {e}")),
-        }
-        match out.read(&mut chunk) {
-            Ok(0) => {
-                let text = String::from_utf8_lossy(&buf).trim().to_owned();
-                return Err(if text.is_empty() {
-                    "it exited without a word".into()
-                } else {
-                    text
-                });
-            }
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line = String::from_utf8_lossy(&buf[..pos]).trim().to_owned();
-                    return if line == READY_LINE {
-                        Ok(())
-                    } else {
-                        Err(line
-                            .strip_prefix("error: ")
-                            .map(str::to_owned)
-                            .unwrap_or(line))
-                    };
-                }
-                if buf.len() > 64 * 1024 {
-                    return Err("daemon answered garbage".into());
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading the daemon's answer: {e}")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,29 +161,5 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("no-such-pod-sandbox"), "{msg}");
         assert!(!dir.path().join("address").exists());
-    }
-
-    #[test]
-    fn ready_line_parsing() {
-        let mut c = Command::new("/bin/sh")
-            .args(["-c", "echo ready"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        assert!(read_ready(c.stdout.as_mut().unwrap()).is_ok());
-        let _ = c.wait();
-        let mut c = Command::new("/bin/sh")
-            .args(["-c", "echo 'error: boom'"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        assert_eq!(read_ready(c.stdout.as_mut().unwrap()), Err("boom".into()));
-        let _ = c.wait();
-        let mut c = Command::new("/bin/true")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        assert!(read_ready(c.stdout.as_mut().unwrap()).is_err());
-        let _ = c.wait();
     }
 }

@@ -106,6 +106,8 @@ pub struct Inner {
     cgroup_v2: bool,
     seq: AtomicU64,
     ever_created: AtomicBool,
+    /// Refuses tasks the router's `start` did not decide for this pod.
+    gate: Arc<crate::admission::Admission>,
     /// Notified when the daemon should exit.
     pub exit: Notify,
 }
@@ -188,8 +190,10 @@ impl Inner {
         runtime: OciRuntime,
         runsc: Option<RunscRules>,
         publisher: RemotePublisher,
+        gate: crate::admission::Admission,
     ) -> Arc<Self> {
         Arc::new(Self {
+            gate: Arc::new(gate),
             namespace,
             runtime,
             runsc,
@@ -322,6 +326,18 @@ impl Inner {
                 Code::ALREADY_EXISTS,
                 format!("container {id} already exists"),
             ));
+        }
+        // Before anything is made: a task containerd brought here without the router's `start`
+        // (so without its spec checked) is refused (crate::admission).
+        let gate = self.gate.clone();
+        let task = id.clone();
+        match tokio::task::spawn_blocking(move || gate.check(&task)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                log::warn!("{why}");
+                return Err(rpc(Code::FAILED_PRECONDITION, why));
+            }
+            Err(e) => return Err(rpc(Code::INTERNAL, format!("admission check: {e}"))),
         }
         self.ever_created.store(true, Ordering::SeqCst);
         let bundle = PathBuf::from(&req.bundle);

@@ -1,0 +1,365 @@
+//! The task API relay: what keeps every container of a pod coming back through the router's
+//! `start` when the pod's delegate shim answers bootstrap protocol 3 (containerd 2.x's own runc
+//! shim always does, and serves only `containerd.task.v3.Task`). Given that reply, containerd
+//! 2.x would connect the pod's app containers straight to the delegate and never call `start`
+//! for them (SPEC §2). So the router answers containerd with a version-2 reply naming the relay
+//! instead: one small process per pod (this binary, no action, `RUNTIME_ROUTER_RELAY_TO` set)
+//! that listens on its own socket and forwards each ttrpc connection to the delegate, renaming
+//! the task service from v2 to v3 (the messages are the same). containerd then calls `start` for
+//! every container, and each one's spec meets the deny rules there. The relay also checks every
+//! `Create` against the router's decision records (`crate::admission`), so a container that
+//! reached the pod without `start` is refused rather than run unchecked.
+//!
+//! Lifetime: the relay holds one idle connection to the delegate and exits once the delegate is
+//! gone (after its open connections drain), removing its socket.
+
+mod frame;
+mod serve;
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::admission::Admission;
+use crate::args::ShimArgs;
+use crate::containerd_compat::{BootstrapReply, TASK_SERVICE_V2, TASK_SERVICE_V3};
+use crate::daemonize::{self, read_ready, socket_path, READY_LINE};
+use crate::sys;
+
+/// Set (to the delegate's ttrpc address) in the environment of a relay daemon.
+pub const ENV_RELAY_TO: &str = "RUNTIME_ROUTER_RELAY_TO";
+
+/// The relay could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("backend `{backend}` answered bootstrap protocol {version} over `{protocol}`; the router can only relay ttrpc, and must not let containerd skip its `start` for the pod's containers")]
+    Protocol {
+        backend: String,
+        version: u32,
+        protocol: String,
+    },
+    #[error("backend `{backend}`: the pod's relay for sandbox {sandbox_id} is not running ({address}: {reason})")]
+    NoRelay {
+        backend: String,
+        sandbox_id: String,
+        address: String,
+        reason: String,
+    },
+    #[error("backend `{backend}` answered {got} for container of pod {sandbox_id}, whose relay fronts {want}")]
+    OtherShim {
+        backend: String,
+        sandbox_id: String,
+        got: String,
+        want: String,
+    },
+    #[error("backend `{backend}`: starting the pod's task relay: {reason}")]
+    Spawn { backend: String, reason: String },
+}
+
+/// What `start` does with a delegate's reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Front {
+    /// The reply keeps containers coming back to `start` (plain address or JSON version 2):
+    /// give it to containerd unchanged.
+    PassThrough,
+    /// A version-3 reply: containerd must be given a relay instead; this is the delegate's
+    /// address to front.
+    Relay(String),
+}
+
+/// Decides what a delegate's `start` reply needs.
+pub fn front_for(backend: &str, reply: &BootstrapReply) -> Result<Front, RelayError> {
+    match reply {
+        BootstrapReply::Json {
+            version,
+            address,
+            protocol,
+        } if reply.skips_container_start() => {
+            if protocol != "ttrpc" && !protocol.is_empty() {
+                return Err(RelayError::Protocol {
+                    backend: backend.to_owned(),
+                    version: *version,
+                    protocol: protocol.clone(),
+                });
+            }
+            Ok(Front::Relay(address.clone()))
+        }
+        _ => Ok(Front::PassThrough),
+    }
+}
+
+/// The relay's socket address for the pod of `sandbox_id` (never the delegate's own: that one
+/// is derived from the same containerd address, namespace and sandbox id).
+pub fn relay_address(args: &ShimArgs, sandbox_id: &str) -> String {
+    containerd_shim::socket_address(
+        &args.address,
+        &args.namespace,
+        &format!("{sandbox_id}/router-relay"),
+    )
+}
+
+/// For the sandbox: start (or find, if containerd retried) the pod's relay in front of
+/// `delegate`, write `bundle/address` and return the relay's address.
+pub fn start_for_sandbox(
+    args: &ShimArgs,
+    backend: &str,
+    bundle: &Path,
+    delegate: &str,
+) -> Result<String, RelayError> {
+    let address = relay_address(args, &args.id);
+    let path = socket_path(&address);
+    let spawn_err = |reason: String| RelayError::Spawn {
+        backend: backend.to_owned(),
+        reason,
+    };
+    if UnixStream::connect(&path).is_err() {
+        let _ = std::fs::remove_file(&path);
+        spawn(args, bundle, &address, delegate).map_err(spawn_err)?;
+    }
+    daemonize::write_address(bundle, &address)
+        .map_err(|e| spawn_err(format!("write {}/address: {e}", bundle.display())))?;
+    Ok(address)
+}
+
+/// For a container of a relayed pod: the pod's relay address, once the delegate's reply is
+/// checked to name the shim the relay fronts and the relay answers.
+pub fn join_for_container(
+    args: &ShimArgs,
+    backend: &str,
+    bundle: &Path,
+    sandbox_id: &str,
+    fronted: &str,
+    delegate: &str,
+) -> Result<String, RelayError> {
+    if fronted != delegate {
+        return Err(RelayError::OtherShim {
+            backend: backend.to_owned(),
+            sandbox_id: sandbox_id.to_owned(),
+            got: delegate.to_owned(),
+            want: fronted.to_owned(),
+        });
+    }
+    let address = relay_address(args, sandbox_id);
+    let no_relay = |reason: String| RelayError::NoRelay {
+        backend: backend.to_owned(),
+        sandbox_id: sandbox_id.to_owned(),
+        address: address.clone(),
+        reason,
+    };
+    UnixStream::connect(socket_path(&address)).map_err(|e| no_relay(e.to_string()))?;
+    daemonize::write_address(bundle, &address)
+        .map_err(|e| no_relay(format!("write {}/address: {e}", bundle.display())))?;
+    Ok(address)
+}
+
+fn spawn(args: &ShimArgs, bundle: &Path, address: &str, delegate: &str) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(bundle)
+        .args(["-namespace", &args.namespace])
+        .args(["-id", &args.id])
+        .args(["-address", &args.address])
+        .args(["-publish-binary", &args.publish_binary])
+        .args(["-socket", address])
+        .env(ENV_RELAY_TO, delegate)
+        .env("MALLOC_ARENA_MAX", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    sys::spawn_in_new_session(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let outcome = match child.stdout.take() {
+        Some(mut out) => read_ready(&mut out),
+        None => Err("no pipe to the relay".into()),
+    };
+    outcome.inspect_err(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(socket_path(address));
+    })
+}
+
+/// Ends a delegate shim the relay no longer fronts (the relay died, or could not be started
+/// after the delegate's `start` succeeded): asks it its pid over its own task API (`Connect`,
+/// v3) and kills it, so no shim daemon outlives the pod. `Ok(None)` if nothing serves there.
+pub fn stop_delegate(delegate: &str, task_id: &str) -> std::io::Result<Option<i32>> {
+    use std::io::{Error, ErrorKind};
+    let mut conn = match UnixStream::connect(socket_path(delegate)) {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let timeout = Some(std::time::Duration::from_secs(2));
+    conn.set_read_timeout(timeout)?;
+    conn.set_write_timeout(timeout)?;
+    let req = frame::request(
+        TASK_SERVICE_V3,
+        "Connect",
+        &frame::string_message(1, task_id),
+    );
+    frame::write_frame(
+        &mut conn,
+        &frame::Frame {
+            stream_id: 1,
+            kind: frame::TYPE_REQUEST,
+            flags: 0,
+            payload: req,
+        },
+    )?;
+    let bad = |what: &str| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("delegate {delegate}: {what}"),
+        )
+    };
+    let resp = frame::read_frame(&mut conn)?.ok_or_else(|| bad("closed without an answer"))?;
+    let pid = frame::response_payload(&resp.payload)
+        .and_then(|p| frame::varint_field(p, 1))
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 1)
+        .ok_or_else(|| bad("Connect gave no shim pid"))?;
+    sys::send_signal(pid, libc::SIGKILL as u32)?;
+    Ok(Some(pid))
+}
+
+/// The relay daemon's main (this binary with no action and `RUNTIME_ROUTER_RELAY_TO` set).
+pub fn run_daemon(delegate: String) -> ! {
+    use std::io::Write;
+    let code = match daemon(delegate) {
+        Ok(()) => 0,
+        Err(e) => {
+            // Until "ready", stdout is `start`'s pipe: the reason reaches containerd from there.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "error: {e}");
+            let _ = out.flush();
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn daemon(delegate: String) -> Result<(), String> {
+    let args = ShimArgs::from_env().map_err(|e| e.to_string())?;
+    let socket = args.socket.clone().ok_or("missing -socket")?;
+    std::env::remove_var(ENV_RELAY_TO);
+    let sink = std::env::current_dir()
+        .ok()
+        .and_then(|d| crate::logging::open_bundle_fifo(&d))
+        .map(|f| crate::logging::Sink::Fifo(std::sync::Mutex::new(f)))
+        .unwrap_or(crate::logging::Sink::Discard);
+    crate::logging::init(sink, args.debug);
+    let gate = Admission {
+        state: crate::statedir::state_dir(),
+        address: args.address.clone(),
+        namespace: args.namespace.clone(),
+        sandbox_id: args.id.clone(),
+        publish_binary: args.publish_binary.clone(),
+    };
+    let relay = serve::Relay::bind(
+        &socket_path(&socket),
+        &socket_path(&delegate),
+        serve::Rename {
+            from: TASK_SERVICE_V2,
+            to: TASK_SERVICE_V3,
+        },
+        gate,
+    )
+    .map_err(|e| format!("relay {socket} -> {delegate}: {e}"))?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{READY_LINE}");
+        let _ = out.flush();
+    }
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = sys::redirect_stdout(&null);
+    }
+    log::info!("relaying {socket} to {delegate}");
+    relay.run();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn args(id: &str) -> ShimArgs {
+        ShimArgs::parse(
+            [
+                "-namespace",
+                "k8s.io",
+                "-address",
+                "/run/c.sock",
+                "-id",
+                id,
+                "start",
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_version_3_replies_need_a_relay() {
+        let plain = BootstrapReply::parse(b"unix:///run/containerd/s/abc").unwrap();
+        assert_eq!(front_for("b", &plain).unwrap(), Front::PassThrough);
+        let v2 =
+            BootstrapReply::parse(br#"{"version":2,"address":"unix:///x","protocol":"ttrpc"}"#)
+                .unwrap();
+        assert_eq!(front_for("b", &v2).unwrap(), Front::PassThrough);
+        let v3 =
+            BootstrapReply::parse(br#"{"version":3,"address":"unix:///x","protocol":"ttrpc"}"#)
+                .unwrap();
+        assert_eq!(
+            front_for("b", &v3).unwrap(),
+            Front::Relay("unix:///x".into())
+        );
+        let grpc =
+            BootstrapReply::parse(br#"{"version":3,"address":"unix:///x","protocol":"grpc"}"#)
+                .unwrap();
+        let e = front_for("kata", &grpc).unwrap_err().to_string();
+        assert!(e.contains("`kata`") && e.contains("grpc"), "{e}");
+    }
+
+    #[test]
+    fn relay_socket_is_per_pod_and_not_the_delegates() {
+        let a = relay_address(&args("pod-1"), "pod-1");
+        assert_eq!(a, relay_address(&args("ctr-1"), "pod-1"));
+        assert_ne!(a, relay_address(&args("pod-2"), "pod-2"));
+        let delegate = containerd_shim::socket_address("/run/c.sock", "k8s.io", "pod-1");
+        assert_ne!(a, delegate);
+    }
+
+    #[test]
+    fn a_container_whose_reply_names_another_shim_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = join_for_container(
+            &args("ctr-1"),
+            "vm",
+            dir.path(),
+            "pod-1",
+            "unix:///run/a",
+            "unix:///run/b",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unix:///run/b") && e.contains("pod-1"), "{e}");
+        let e = join_for_container(
+            &args("ctr-1"),
+            "vm",
+            dir.path(),
+            "pod-1",
+            "unix:///run/a",
+            "unix:///run/a",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not running"), "{e}");
+        assert!(!dir.path().join("address").exists());
+    }
+}
