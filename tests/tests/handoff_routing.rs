@@ -515,6 +515,81 @@ async fn denied_container_fails_while_pod_keeps_running_standin() -> Result<()> 
     )
 }
 
+/// A tenant on the trusted tier (a hand-off to the containerd's own `containerd-shim-runc-v2`)
+/// with deny rules: each container's spec meets them at its own `start`, on every containerd
+/// line — on 2.x that shim answers bootstrap protocol 3, and the pod is served through the
+/// router's relay so that containerd keeps calling `start` (SPEC §2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runc_tier_containers_are_checked_at_their_own_start() -> Result<()> {
+    let fx = shared().await?;
+    with_log(
+        &fx,
+        async {
+            let cri = fx.cri().await?;
+            let (_, version) = cri.version().await?;
+            let pod = fx.h.pod("partner-edge", "gateway");
+            let (pod_id, cfg, first) = pod_with_container(&fx, &cri, &pod).await?;
+            let rec = fx.record(&pod_id)?;
+            ensure!(
+                rec["backend"] == "runc" && rec["tenant"] == "partner",
+                "{rec}"
+            );
+            let (_, bin) = pod_shim(&cri, &pod_id).await?;
+            ensure!(
+                is_same_file(&bin, &trusted_shim_binary()),
+                "pod on {}, not {}",
+                bin.display(),
+                trusted_shim_binary().display()
+            );
+            // containerd 2.x is given the relay (the delegate answered version 3); 1.x the
+            // delegate's own address
+            let address = std::fs::read_to_string(
+                fx.h.bundle_dir(router_integration::K8S_NAMESPACE, &pod_id)
+                    .join("address"),
+            )?;
+            let relayed = fx.h.shims().into_iter().any(|p| {
+                p.cmdline.iter().any(|a| *a == address.trim())
+                    && p.cmdline.contains(&pod_id)
+                    && p.cmdline.iter().any(|a| a == "-socket")
+            });
+            let v2_line = version.trim_start_matches('v').starts_with("2.");
+            ensure!(
+                relayed == v2_line,
+                "containerd {version}: relay in front of the runc shim: {relayed}"
+            );
+            ensure!(fx.record(&first)?["role"] == "container");
+
+            let host_path = ContainerSpec::new("hostpath")
+                .in_pod(&pod)
+                .mount("/etc", "/host-etc", true)
+                .shell("exec sleep 3600");
+            refusal_text(
+                create_and_start(&cri, &pod_id, &cfg, &host_path).await,
+                &["runtime-router refused", "deny:host-path", "/etc"],
+            )?;
+            // CAP_SYS_ADMIN is privileged for the router (CRI's own flag needs a privileged
+            // pod, which this tenant's sandbox rules would refuse first)
+            let privileged = ContainerSpec::new("root")
+                .in_pod(&pod)
+                .add_capability("SYS_ADMIN")
+                .shell("exec sleep 3600");
+            refusal_text(
+                create_and_start(&cri, &pod_id, &cfg, &privileged).await,
+                &["runtime-router refused", "deny:privileged"],
+            )?;
+            // the pod and its first container are untouched
+            let out = cri
+                .exec_sync(&first, &["echo", "alive"], Duration::from_secs(60))
+                .await?;
+            ensure!(out.stdout.trim() == "alive", "exec: {out:?}");
+            remove_pod(&cri, &pod_id).await?;
+            assert_task_gone(&fx.h, &pod_id)?;
+            Ok(())
+        }
+        .await,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_annotations_refused_unless_allowed_standin() -> Result<()> {
     let fx = shared().await?;

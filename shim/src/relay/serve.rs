@@ -228,3 +228,164 @@ enum Forward {
     /// Answer containerd directly.
     Answer(Frame),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{DecisionRecord, RecordedBackend, RECORD_VERSION};
+    use crate::records::RecordStore;
+    use std::sync::mpsc;
+
+    fn record(id: &str, sandbox: &str) -> DecisionRecord {
+        DecisionRecord {
+            version: RECORD_VERSION,
+            id: id.into(),
+            namespace: "k8s.io".into(),
+            role: "container".into(),
+            sandbox_id: sandbox.into(),
+            tenant: "t".into(),
+            backend: "b".into(),
+            isolation: "vm".into(),
+            rule: "default".into(),
+            reasons: vec![],
+            refused_overrides: vec![],
+            policy_digest: String::new(),
+            policy_source: String::new(),
+            k8s_namespace: None,
+            pod_name: None,
+            pod_uid: None,
+            decided_at: String::new(),
+            target: RecordedBackend::Shim {
+                binary: "/bin/true".into(),
+                env: Default::default(),
+            },
+            relay_to: None,
+        }
+    }
+
+    fn create(stream_id: u32, service: &str, id: &str) -> Frame {
+        Frame {
+            stream_id,
+            kind: frame::TYPE_REQUEST,
+            flags: 0,
+            payload: frame::request(service, "Create", &frame::string_message(1, id)),
+        }
+    }
+
+    /// A delegate that answers every request with an empty OK response on the same stream and
+    /// reports the (service, method) it saw.
+    fn fake_delegate(
+        listener: UnixListener,
+        seen: mpsc::Sender<(String, String)>,
+    ) -> Arc<Mutex<Vec<UnixStream>>> {
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let held = conns.clone();
+        std::thread::spawn(move || {
+            // the relay's idle watch connection, then one per relayed connection
+            for conn in listener.incoming().flatten() {
+                held.lock().unwrap().push(conn.try_clone().unwrap());
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut conn = conn;
+                    while let Ok(Some(f)) = frame::read_frame(&mut conn) {
+                        if let Some(r) = frame::parse_request(&f.payload) {
+                            let _ = seen.send((r.service.to_owned(), r.method.to_owned()));
+                        }
+                        let reply = Frame {
+                            stream_id: f.stream_id,
+                            kind: frame::TYPE_RESPONSE,
+                            flags: 0,
+                            payload: Vec::new(),
+                        };
+                        if frame::write_frame(&mut conn, &reply).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        conns
+    }
+
+    #[test]
+    fn renames_the_service_refuses_unrecorded_creates_and_exits_with_the_delegate() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = RecordStore::open(&state, "/run/c.sock", "k8s.io", true)
+            .unwrap()
+            .unwrap();
+        store.write("ctr-ok", &record("ctr-ok", "pod-1")).unwrap();
+        let delegate_path = dir.path().join("delegate.sock");
+        let delegate = UnixListener::bind(&delegate_path).unwrap();
+        let (tx, seen) = mpsc::channel();
+        let delegate_conns = fake_delegate(delegate, tx);
+        let listen = dir.path().join("relay/relay.sock");
+        let relay = Relay::bind(
+            &listen,
+            &delegate_path,
+            Rename {
+                from: "containerd.task.v2.Task",
+                to: "containerd.task.v3.Task",
+            },
+            Admission {
+                state,
+                address: "/run/c.sock".into(),
+                namespace: "k8s.io".into(),
+                sandbox_id: "pod-1".into(),
+                publish_binary: String::new(),
+            },
+        )
+        .unwrap();
+        let done = std::thread::spawn(move || relay.run());
+
+        let mut c = UnixStream::connect(&listen).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // a task the router never decided: answered by the relay, never reaches the delegate
+        frame::write_frame(&mut c, &create(1, "containerd.task.v2.Task", "ctr-rogue")).unwrap();
+        let r = frame::read_frame(&mut c).unwrap().unwrap();
+        assert_eq!((r.stream_id, r.kind), (1, frame::TYPE_RESPONSE));
+        assert_eq!(frame::response_payload(&r.payload), None);
+        let text = String::from_utf8_lossy(&r.payload).into_owned();
+        assert!(
+            text.contains("ctr-rogue") && text.contains("pod-1"),
+            "{text}"
+        );
+        // a decided one: forwarded with the delegate's service name
+        frame::write_frame(&mut c, &create(3, "containerd.task.v2.Task", "ctr-ok")).unwrap();
+        let r = frame::read_frame(&mut c).unwrap().unwrap();
+        assert_eq!(r.stream_id, 3);
+        assert_eq!(frame::response_payload(&r.payload), Some(&[][..]));
+        let got = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(got, ("containerd.task.v3.Task".into(), "Create".into()));
+        // other methods pass, renamed
+        let state_req = Frame {
+            stream_id: 5,
+            kind: frame::TYPE_REQUEST,
+            flags: 0,
+            payload: frame::request("containerd.task.v2.Task", "State", &[]),
+        };
+        frame::write_frame(&mut c, &state_req).unwrap();
+        assert_eq!(frame::read_frame(&mut c).unwrap().unwrap().stream_id, 5);
+        assert_eq!(
+            seen.recv_timeout(Duration::from_secs(10)).unwrap(),
+            ("containerd.task.v3.Task".into(), "State".into())
+        );
+        assert!(
+            seen.try_recv().is_err(),
+            "the rogue Create reached the delegate"
+        );
+
+        // the delegate dies (its sockets close): the relay closes containerd's connection,
+        // removes its socket and returns
+        for conn in delegate_conns.lock().unwrap().iter() {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        assert_eq!(frame::read_frame(&mut c).ok().flatten(), None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done.is_finished() {
+            assert!(Instant::now() < deadline, "relay still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!listen.exists(), "relay socket left behind");
+    }
+}

@@ -54,6 +54,11 @@ backend = "runc"
 namespaces = ["haunted"]
 backend = "ghost"
 
+[tenants.partner]
+namespaces = ["partner-*"]
+backend = "runc"
+deny = ["privileged", "host-path"]
+
 [tenants.untrusted]
 backend = "kata"
 deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations", "capabilities", "host-devices"]
