@@ -510,6 +510,17 @@ fn hand_off(
     binary: &Path,
     env: &std::collections::BTreeMap<String, String>,
 ) -> Result<String, StartError> {
+    if rec.role != "sandbox" && rec.relay_to.is_some() {
+        // A container of a relayed pod: containerd given the delegate's own version-3 reply
+        // would not run any `start` for it, so neither does the router (the delegate's `start`
+        // for a container only names the pod's shim): its spec is checked, it joins the relay.
+        return Ok(relay::join_for_container(
+            args,
+            &rec.backend,
+            bundle,
+            &rec.sandbox_id,
+        )?);
+    }
     let out = handoff::run_start(&rec.backend, binary, &args.raw, env)?;
     let reply = BootstrapReply::parse(&out).ok_or_else(|| HandoffError::BadReply {
         backend: rec.backend.clone(),
@@ -527,15 +538,13 @@ fn hand_off(
         }
     };
     if rec.role != "sandbox" {
-        let fronted = rec.relay_to.as_deref().unwrap_or_default();
-        return Ok(relay::join_for_container(
-            args,
-            &rec.backend,
-            bundle,
-            &rec.sandbox_id,
-            fronted,
-            &delegate,
-        )?);
+        // a version-3 reply for a container of a pod whose sandbox was not relayed
+        return Err(RelayError::OtherShim {
+            backend: rec.backend.clone(),
+            sandbox_id: rec.sandbox_id.clone(),
+            got: delegate,
+        }
+        .into());
     }
     let relayed = relay::start_for_sandbox(args, &rec.backend, bundle, &delegate).and_then(|a| {
         let mut with_relay = rec.clone();

@@ -45,12 +45,11 @@ pub enum RelayError {
         address: String,
         reason: String,
     },
-    #[error("backend `{backend}` answered {got} for container of pod {sandbox_id}, whose relay fronts {want}")]
+    #[error("backend `{backend}` answered bootstrap protocol 3 ({got}) for a container of pod {sandbox_id}, whose sandbox it answered with a version-2 reply")]
     OtherShim {
         backend: String,
         sandbox_id: String,
         got: String,
-        want: String,
     },
     #[error("backend `{backend}`: starting the pod's task relay: {reason}")]
     Spawn { backend: String, reason: String },
@@ -121,24 +120,13 @@ pub fn start_for_sandbox(
     Ok(address)
 }
 
-/// For a container of a relayed pod: the pod's relay address, once the delegate's reply is
-/// checked to name the shim the relay fronts and the relay answers.
+/// For a container of a relayed pod: the pod's relay address, once the relay answers.
 pub fn join_for_container(
     args: &ShimArgs,
     backend: &str,
     bundle: &Path,
     sandbox_id: &str,
-    fronted: &str,
-    delegate: &str,
 ) -> Result<String, RelayError> {
-    if fronted != delegate {
-        return Err(RelayError::OtherShim {
-            backend: backend.to_owned(),
-            sandbox_id: sandbox_id.to_owned(),
-            got: delegate.to_owned(),
-            want: fronted.to_owned(),
-        });
-    }
     let address = relay_address(args, sandbox_id);
     let no_relay = |reason: String| RelayError::NoRelay {
         backend: backend.to_owned(),
@@ -336,30 +324,12 @@ mod tests {
     }
 
     #[test]
-    fn a_container_whose_reply_names_another_shim_is_refused() {
+    fn a_container_of_a_pod_without_a_running_relay_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let e = join_for_container(
-            &args("ctr-1"),
-            "vm",
-            dir.path(),
-            "pod-1",
-            "unix:///run/a",
-            "unix:///run/b",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("unix:///run/b") && e.contains("pod-1"), "{e}");
-        let e = join_for_container(
-            &args("ctr-1"),
-            "vm",
-            dir.path(),
-            "pod-1",
-            "unix:///run/a",
-            "unix:///run/a",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("not running"), "{e}");
+        let e = join_for_container(&args("ctr-1"), "vm", dir.path(), "pod-gone")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not running") && e.contains("pod-gone"), "{e}");
         assert!(!dir.path().join("address").exists());
     }
 }
