@@ -282,6 +282,26 @@ async fn bench_handoff(b: &mut Bench) -> Result<()> {
     println!("\n### hand-off: router → containerd-shim-runc-v2 vs containerd-shim-runc-v2 directly ({} pods each)\n", b.iterations);
     latency_header("router", "direct");
     print_pod_rows(&router, &direct);
+    // What the router leaves running per hand-off pod: nothing on 1.x; on 2.x (the delegate
+    // answers bootstrap protocol 3) the pod's task API relay, beside the delegate shim.
+    const HELD: usize = 10;
+    let mut held = Vec::new();
+    for _ in 0..HELD {
+        held.push(b.pod_start(ROUTER_HANDLER, NS).await?.1);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (relays, delegates) = shims_by_kind(&b.h);
+    println!("\n{HELD} hand-off pods held: {} delegate shims, {} relays", delegates.len(), relays.len());
+    if !relays.is_empty() {
+        let m = memory_table("relay", &relays)?;
+        println!(
+            "relay per pod: PSS median {:.2} MiB, private dirty median {:.2} MiB (total PSS {:.1} MiB)",
+            m.pss_median_mib, m.dirty_median_mib, m.pss_total_mib
+        );
+    }
+    for pod in held {
+        b.remove(&pod).await?;
+    }
     Ok(())
 }
 
