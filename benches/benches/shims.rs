@@ -291,7 +291,11 @@ async fn bench_handoff(b: &mut Bench) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (relays, delegates) = shims_by_kind(&b.h);
-    println!("\n{HELD} hand-off pods held: {} delegate shims, {} relays", delegates.len(), relays.len());
+    println!(
+        "\n{HELD} hand-off pods held: {} delegate shims, {} relays",
+        delegates.len(),
+        relays.len()
+    );
     if !relays.is_empty() {
         let m = memory_table("relay", &relays)?;
         println!(

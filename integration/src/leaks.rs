@@ -120,6 +120,65 @@ pub fn find(scope: &Scope) -> Vec<String> {
     out
 }
 
+/// What is left of the tasks `ids` alone (a pod and its containers), for a harness other tests
+/// share while it runs: their processes (command line, working directory or cgroup naming an
+/// id), bundles, runtime state, pid dirs, shim and relay sockets, mounts and cgroups.
+pub fn find_of(scope: &Scope, ids: &BTreeSet<String>) -> Vec<String> {
+    let (_, namespaces) = scope.ids();
+    let names_one = |line: &String| {
+        ids.iter()
+            .any(|id| line.contains(id.as_str()) || line.contains(short(id)))
+    };
+    let mut out = processes_of(scope, ids);
+    let mut rest = task_bundles(scope);
+    rest.extend(runtime_state(scope, ids));
+    rest.extend(sockets(scope, ids, &namespaces));
+    rest.extend(mounts(scope, ids));
+    rest.extend(cgroups(ids));
+    out.extend(rest.into_iter().filter(names_one));
+    out
+}
+
+/// [`find_of`] until it comes back empty or `timeout` passes; returns the last findings.
+pub fn wait_clean_of(scope: &Scope, ids: &BTreeSet<String>, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = find_of(scope, ids);
+        if found.is_empty() || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn processes_of(scope: &Scope, ids: &BTreeSet<String>) -> Vec<String> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for p in procs::list() {
+        if p.pid == me || scope.ignore_pids.contains(&p.pid) || !procs::alive(p.pid) {
+            continue;
+        }
+        let cwd = std::fs::read_link(format!("/proc/{}/cwd", p.pid))
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid)).unwrap_or_default();
+        let named = ids.iter().find(|id| {
+            p.cmdline.iter().any(|a| a.contains(id.as_str()))
+                || cwd.contains(id.as_str())
+                || cg.contains(id.as_str())
+        });
+        if let Some(id) = named {
+            out.push(format!(
+                "process {} `{}` (names task {})",
+                p.pid,
+                p.cmdline.join(" ").chars().take(160).collect::<String>(),
+                short(id)
+            ));
+        }
+    }
+    out
+}
+
 /// [`find`] until it comes back empty or `timeout` passes (processes take a moment to exit after
 /// their pod is removed); returns the last findings.
 pub fn wait_clean(scope: &Scope, timeout: Duration) -> Vec<String> {
@@ -337,13 +396,20 @@ fn sockets(scope: &Scope, ids: &BTreeSet<String>, namespaces: &BTreeSet<String>)
     let mut out = Vec::new();
     for ns in namespaces {
         for id in ids {
-            let path = cleanup::shim_socket_path(&scope.socket, ns, id);
-            if path.exists() {
-                out.push(format!(
-                    "shim socket {} (task {} in {ns})",
-                    path.display(),
-                    short(id)
-                ));
+            // the task's (or pod's) shim, and the router's task API relay of a pod (2.x)
+            let relay = format!("{id}/router-relay");
+            for (what, key) in [
+                ("shim socket", id.as_str()),
+                ("relay socket", relay.as_str()),
+            ] {
+                let path = cleanup::shim_socket_path(&scope.socket, ns, key);
+                if path.exists() {
+                    out.push(format!(
+                        "{what} {} (task {} in {ns})",
+                        path.display(),
+                        short(id)
+                    ));
+                }
             }
         }
     }

@@ -517,7 +517,6 @@ fn hand_off(
         return Ok(relay::join_for_container(
             args,
             &rec.backend,
-            bundle,
             &rec.sandbox_id,
         )?);
     }

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use handoff_support::*;
-use router_integration::{procs, ContainerSpec, K8S_NAMESPACE};
+use router_integration::{procs, ContainerSpec};
 
 fn socket_of(fx: &Fixture, id: &str) -> Result<PathBuf> {
-    let address = std::fs::read_to_string(fx.h.bundle_dir(K8S_NAMESPACE, id).join("address"))
-        .context("address file")?;
+    let address = shim_address(fx, id)?;
     address
         .trim()
         .strip_prefix("unix://")
@@ -96,7 +95,7 @@ async fn scenario(fx: &mut Fixture) -> Result<()> {
     );
 
     // the casualty was cleaned through the router's delete; kubelet stops and removes it
-    remove_pod(&cri, &dead_pod).await?;
+    remove_pod(fx, &cri, &dead_pod).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let alive: Vec<i32> = dead_pids.into_iter().filter(|p| procs::alive(*p)).collect();
@@ -116,7 +115,7 @@ async fn scenario(fx: &mut Fixture) -> Result<()> {
         "dead shim socket {} left behind",
         dead_socket.display()
     );
-    remove_pod(&cri, &live_pod).await?;
+    remove_pod(fx, &cri, &live_pod).await?;
     assert_task_gone(&fx.h, &live_pod)?;
     Ok(())
 }

@@ -111,7 +111,7 @@ async fn trusted_namespace_lands_on_runc_with_record_and_audit() -> Result<()> {
                 .exec_sync(&cid, &["echo", "hello"], Duration::from_secs(60))
                 .await?;
             ensure!(out.stdout.trim() == "hello", "exec: {out:?}");
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             assert_task_gone(&fx.h, &pod_id)?;
             Ok(())
         }
@@ -146,7 +146,7 @@ async fn unknown_namespace_lands_on_standin_vm_tier() -> Result<()> {
             ensure!(rec["isolation"] == "vm", "record: {rec}");
             let (cshim, _) = container_shim(&cri, &cid).await?;
             ensure!(cshim == shim, "container served by {cshim}, pod by {shim}");
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             assert_task_gone(&fx.h, &pod_id)?;
             Ok(())
         }
@@ -189,8 +189,8 @@ async fn glob_namespaces_match_and_near_misses_standin() -> Result<()> {
                 "sdewanx on {}",
                 bin.display()
             );
-            remove_pod(&cri, &hit_id).await?;
-            remove_pod(&cri, &miss_id).await?;
+            remove_pod(&fx, &cri, &hit_id).await?;
+            remove_pod(&fx, &cri, &miss_id).await?;
             Ok(())
         }
         .await,
@@ -218,7 +218,7 @@ async fn override_raising_isolation_is_honoured_standin() -> Result<()> {
             ensure!(rec["tenant"] == "provider", "record: {rec}");
             ensure!(rec["backend"] == "kata", "record: {rec}");
             ensure!(rec["isolation"] == "vm", "record: {rec}");
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             Ok(())
         }
         .await,
@@ -274,7 +274,7 @@ async fn forged_trust_annotations_and_labels_are_ignored_standin() -> Result<()>
             let rec = fx.record(&pod_id)?;
             ensure!(rec["tenant"] == "untrusted", "record: {rec}");
             ensure!(rec["k8s_namespace"] == "shop-forged", "record: {rec}");
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             Ok(())
         }
         .await,
@@ -332,11 +332,7 @@ async fn second_container_shares_its_pods_shim_standin() -> Result<()> {
             // one stand-in; beside it at most the pod's task API relay (the router binary
             // serving the address containerd was given), there when the stand-in answers
             // bootstrap protocol 3 (containerd 2.x's runc shim, the stand-in's source, does)
-            let address = std::fs::read_to_string(
-                fx.h.bundle_dir(router_integration::K8S_NAMESPACE, &pod_id)
-                    .join("address"),
-            )
-            .context("the pod's address file")?;
+            let address = shim_address(&fx, &pod_id)?;
             let (standins, others): (Vec<_>, Vec<_>) = shims
                 .iter()
                 .partition(|p| p.cmdline.first().is_some_and(|a| a.contains("standin")));
@@ -348,7 +344,7 @@ async fn second_container_shares_its_pods_shim_standin() -> Result<()> {
                 "shims of the pod besides the stand-in must be its relay on {address}: {shims:?}"
             );
             ensure!(others.len() <= 1, "shims of the pod: {shims:?}");
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             assert_task_gone(&fx.h, &pod_id)?;
             Ok(())
         }
@@ -428,7 +424,7 @@ async fn privileged_container_refused_for_untrusted_tenant_standin() -> Result<(
                 .exec_sync(&first, &["echo", "alive"], Duration::from_secs(60))
                 .await?;
             ensure!(out.stdout.trim() == "alive", "exec: {out:?}");
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             Ok(())
         }
         .await,
@@ -508,7 +504,7 @@ async fn denied_container_fails_while_pod_keeps_running_standin() -> Result<()> 
                     .await?;
                 ensure!(out.stdout.trim() == "alive", "exec in {c}: {out:?}");
             }
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             Ok(())
         }
         .await,
@@ -543,10 +539,7 @@ async fn runc_tier_containers_are_checked_at_their_own_start() -> Result<()> {
             );
             // containerd 2.x is given the relay (the delegate answered version 3); 1.x the
             // delegate's own address
-            let address = std::fs::read_to_string(
-                fx.h.bundle_dir(router_integration::K8S_NAMESPACE, &pod_id)
-                    .join("address"),
-            )?;
+            let address = shim_address(&fx, &pod_id)?;
             let relayed = fx.h.shims().into_iter().any(|p| {
                 p.cmdline.iter().any(|a| *a == address.trim())
                     && p.cmdline.contains(&pod_id)
@@ -582,7 +575,7 @@ async fn runc_tier_containers_are_checked_at_their_own_start() -> Result<()> {
                 .exec_sync(&first, &["echo", "alive"], Duration::from_secs(60))
                 .await?;
             ensure!(out.stdout.trim() == "alive", "exec: {out:?}");
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             assert_task_gone(&fx.h, &pod_id)?;
             Ok(())
         }
@@ -606,7 +599,7 @@ async fn runtime_annotations_refused_unless_allowed_standin() -> Result<()> {
                 .context("allowed annotation")?;
             let (_, bin) = pod_shim(&cri, &pod_id).await?;
             ensure!(is_same_file(&bin, &fx.standin()), "on {}", bin.display());
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
 
             let denied =
                 fx.h.pod("shop-annot-bad", "agent")
@@ -662,11 +655,7 @@ async fn kill_9_of_pod_shim_then_stop_remove_leaves_nothing_standin() -> Result<
             ensure!(is_same_file(&bin, &fx.standin()), "on {}", bin.display());
             let pause = cri.pod_pid(&pod_id).await?;
             let init = cri.container_pid(&cid).await?;
-            let address = std::fs::read_to_string(
-                fx.h.bundle_dir(router_integration::K8S_NAMESPACE, &pod_id)
-                    .join("address"),
-            )
-            .context("the shim's address file")?;
+            let address = shim_address(&fx, &pod_id)?;
             let socket = address
                 .trim()
                 .strip_prefix("unix://")
@@ -693,7 +682,7 @@ async fn kill_9_of_pod_shim_then_stop_remove_leaves_nothing_standin() -> Result<
             cri.wait_container_exit(&cid, Duration::from_secs(120))
                 .await
                 .context("the container of the killed shim never reported its exit")?;
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             let deadline = std::time::Instant::now() + Duration::from_secs(120);
             loop {
                 let alive: Vec<i32> = [pause, init]
@@ -801,7 +790,7 @@ async fn sixteen_concurrent_pods_land_correctly_standin() -> Result<()> {
                 ensure!(n == 1, "{n} audit lines for {} ({id})", pod.name);
             }
             for (id, _) in &ids {
-                remove_pod(&cri, id).await?;
+                remove_pod(&fx, &cri, id).await?;
             }
             ensure!(errors.is_empty(), "pods failed: {errors:?}");
             ensure!(wrong.is_empty(), "pods on the wrong tier: {wrong:?}");
@@ -975,7 +964,7 @@ async fn container_without_a_usable_sandbox_record_is_refused_standin() -> Resul
             std::fs::remove_file(&record)?;
             std::fs::write(&record, &saved)?;
             std::fs::remove_file(&elsewhere)?;
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             assert_task_gone(&fx.h, &pod_id)?;
             Ok(())
         }
@@ -1005,7 +994,7 @@ async fn privileged_container_never_handed_to_vm_tier_standin() -> Result<()> {
                 .context("privileged container on runc")?;
             cri.wait_log_contains(&cid, "privileged-ok", Duration::from_secs(60))
                 .await?;
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
 
             // same tenant raised to the VM tier: the privileged container is refused
             let pod =
@@ -1029,7 +1018,7 @@ async fn privileged_container_never_handed_to_vm_tier_standin() -> Result<()> {
                 &["runtime-router refused", "privileged-vm", "`kata`"],
             )?;
             fx.assert_refused_and_gone(&pod.uid, "VM")?;
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             Ok(())
         }
         .await,

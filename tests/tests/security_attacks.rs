@@ -106,7 +106,7 @@ async fn edited_bundle_record_runs_nothing_of_the_pods_choosing_standin() -> Res
                 line["outcome"] == "allowed" && line["backend"] == "kata",
                 "audit: {line}"
             );
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             assert_task_gone(&fx.h, &pod_id)?;
             ensure!(!marker.exists(), "the script ran during removal");
             Ok(())
@@ -179,8 +179,8 @@ async fn shared_host_paths_are_refused_own_pod_paths_work_standin() -> Result<()
             cri.wait_log_contains(&ok, "own-ok", Duration::from_secs(60))
                 .await?;
             ensure!(std::fs::read_to_string(own.join("out"))?.trim() == "mine");
-            remove_pod(&cri, &pod_id).await?;
-            remove_pod(&cri, &victim_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &victim_id).await?;
             Ok(())
         }
         .await,
@@ -249,7 +249,7 @@ async fn capability_device_and_privilege_rules_refuse_what_they_name_standin() -
             .context("baseline capabilities")?;
             cri.wait_log_contains(&ok, "base-ok", Duration::from_secs(60))
                 .await?;
-            remove_pod(&cri, &pod_id).await?;
+            remove_pod(&fx, &cri, &pod_id).await?;
             Ok(())
         }
         .await,
@@ -325,7 +325,7 @@ async fn fifo_device_and_oversized_policies_refuse_every_pod_at_once() -> Result
                 .run_pod(&pod.build())
                 .await
                 .context("pod after the fix")?;
-            remove_pod(&cri, &id).await?;
+            remove_pod(&fx, &cri, &id).await?;
             Ok(())
         }
         .await,

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use crate::admission::Admission;
 use crate::args::ShimArgs;
 use crate::containerd_compat::{BootstrapReply, TASK_SERVICE_V2, TASK_SERVICE_V3};
-use crate::daemonize::{self, read_ready, socket_path, READY_LINE};
+use crate::daemonize::{read_ready, socket_path, READY_LINE};
 use crate::sys;
 
 /// Set (to the delegate's ttrpc address) in the environment of a relay daemon.
@@ -98,7 +98,7 @@ pub fn relay_address(args: &ShimArgs, sandbox_id: &str) -> String {
 }
 
 /// For the sandbox: start (or find, if containerd retried) the pod's relay in front of
-/// `delegate`, write `bundle/address` and return the relay's address.
+/// `delegate` and return the relay's address.
 pub fn start_for_sandbox(
     args: &ShimArgs,
     backend: &str,
@@ -115,8 +115,9 @@ pub fn start_for_sandbox(
         let _ = std::fs::remove_file(&path);
         spawn(args, bundle, &address, delegate).map_err(spawn_err)?;
     }
-    daemonize::write_address(bundle, &address)
-        .map_err(|e| spawn_err(format!("write {}/address: {e}", bundle.display())))?;
+    // `bundle/address` stays the delegate's: a Go shim removes the socket named there when it
+    // exits, and containerd 2.x (the only line that gets a relay) reconnects from the
+    // `bootstrap.json` it writes from our reply.
     Ok(address)
 }
 
@@ -124,7 +125,6 @@ pub fn start_for_sandbox(
 pub fn join_for_container(
     args: &ShimArgs,
     backend: &str,
-    bundle: &Path,
     sandbox_id: &str,
 ) -> Result<String, RelayError> {
     let address = relay_address(args, sandbox_id);
@@ -135,8 +135,6 @@ pub fn join_for_container(
         reason,
     };
     UnixStream::connect(socket_path(&address)).map_err(|e| no_relay(e.to_string()))?;
-    daemonize::write_address(bundle, &address)
-        .map_err(|e| no_relay(format!("write {}/address: {e}", bundle.display())))?;
     Ok(address)
 }
 
@@ -325,11 +323,9 @@ mod tests {
 
     #[test]
     fn a_container_of_a_pod_without_a_running_relay_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = join_for_container(&args("ctr-1"), "vm", dir.path(), "pod-gone")
+        let e = join_for_container(&args("ctr-1"), "vm", "pod-gone")
             .unwrap_err()
             .to_string();
         assert!(e.contains("not running") && e.contains("pod-gone"), "{e}");
-        assert!(!dir.path().join("address").exists());
     }
 }

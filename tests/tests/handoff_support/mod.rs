@@ -302,6 +302,23 @@ pub async fn container_shim(cri: &CriClient, container_id: &str) -> Result<(i32,
     Ok((shim, exe(shim)?))
 }
 
+/// The shim address containerd uses for a task: `bootstrap.json` (containerd 2.x writes it from
+/// the `start` reply), else the `address` file (1.6/1.7).
+pub fn shim_address(fx: &Fixture, id: &str) -> Result<String> {
+    let bundle = fx.h.bundle_dir(router_integration::K8S_NAMESPACE, id);
+    if let Ok(text) = std::fs::read_to_string(bundle.join("bootstrap.json")) {
+        let v: serde_json::Value = serde_json::from_str(&text).context("bootstrap.json")?;
+        return v["address"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("bootstrap.json without an address: {text}"));
+    }
+    Ok(std::fs::read_to_string(bundle.join("address"))
+        .context("the shim's address file")?
+        .trim()
+        .to_owned())
+}
+
 /// The error text of a failed CRI call, checked to carry every needle.
 pub fn refusal_text<T: std::fmt::Debug>(
     r: router_integration::Result<T>,
@@ -319,9 +336,27 @@ pub fn refusal_text<T: std::fmt::Debug>(
 }
 
 /// Stop and remove a pod (best effort is not enough in a test: errors are returned).
-pub async fn remove_pod(cri: &CriClient, pod_id: &str) -> Result<()> {
+/// Then nothing of the pod may be left (the shared harness's own check runs only at its end,
+/// where a failure can no longer fail a test): its shim and relay, containers, runtime state,
+/// sockets, mounts and cgroups ([`router_integration::leaks::find_of`]).
+pub async fn remove_pod(fx: &Fixture, cri: &CriClient, pod_id: &str) -> Result<()> {
+    let mut ids: std::collections::BTreeSet<String> = cri
+        .list_containers(Some(pod_id))
+        .await
+        .context("ListContainers")?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.insert(pod_id.to_owned());
     cri.stop_pod(pod_id).await.context("StopPodSandbox")?;
     cri.remove_pod(pod_id).await.context("RemovePodSandbox")?;
+    let scope = fx.h.leak_scope();
+    let left = tokio::task::spawn_blocking(move || {
+        router_integration::leaks::wait_clean_of(&scope, &ids, Duration::from_secs(20))
+    })
+    .await
+    .context("leak check")?;
+    ensure!(left.is_empty(), "pod {pod_id} left behind: {left:#?}");
     Ok(())
 }
 
