@@ -157,7 +157,7 @@ async fn debug_start_logs_into_containerds_log_and_pods_still_start() -> Result<
             log.lines().any(|l| l.contains(&want)),
             "containerd's log lacks {want:?}"
         );
-        remove_pod(fx, &cri, &id).await?;
+        remove_pod(&fx, &cri, &id).await?;
         Ok(())
     }
     .await;
@@ -205,7 +205,7 @@ async fn unwritable_audit_log_is_reported_and_does_not_block_standin() -> Result
                 && l.contains("not-a-dir")),
             "containerd's log does not report the audit failure for {id}"
         );
-        remove_pod(fx, &cri, &id).await?;
+        remove_pod(&fx, &cri, &id).await?;
         Ok(())
     }
     .await;
