@@ -65,33 +65,10 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{DecisionRecord, RecordedBackend, RECORD_VERSION};
+    use crate::record::DecisionRecord;
 
     fn rec(id: &str, sandbox: &str) -> DecisionRecord {
-        DecisionRecord {
-            version: RECORD_VERSION,
-            id: id.into(),
-            namespace: "k8s.io".into(),
-            role: "container".into(),
-            sandbox_id: sandbox.into(),
-            tenant: "t".into(),
-            backend: "b".into(),
-            isolation: "container".into(),
-            rule: "default".into(),
-            reasons: vec![],
-            refused_overrides: vec![],
-            policy_digest: String::new(),
-            policy_source: String::new(),
-            k8s_namespace: None,
-            pod_name: None,
-            pod_uid: None,
-            decided_at: String::new(),
-            target: RecordedBackend::Shim {
-                binary: "/bin/true".into(),
-                env: Default::default(),
-            },
-            relay_to: None,
-        }
+        crate::record::test_record(id, sandbox)
     }
 
     #[test]

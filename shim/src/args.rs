@@ -198,6 +198,22 @@ impl fmt::Display for Action {
     }
 }
 
+/// `start` arguments of task `id` for containerd `/run/c.sock`, namespace `k8s.io` (tests).
+#[cfg(test)]
+pub fn test_args(id: &str) -> ShimArgs {
+    let raw = [
+        "-namespace",
+        "k8s.io",
+        "-address",
+        "/run/c.sock",
+        "-id",
+        id,
+        "start",
+    ];
+    ShimArgs::parse(raw.iter().map(std::ffi::OsString::from).collect())
+        .unwrap_or_else(|e| panic!("test args: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

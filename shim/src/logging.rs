@@ -88,3 +88,14 @@ pub fn init(sink: Sink, debug: bool) {
         log::set_max_level(level);
     }
 }
+
+/// Logs to the `log` FIFO of the working directory (the bundle) if there is one, else nowhere:
+/// what `start` and the long-lived daemons spawned from it use.
+pub fn init_in_bundle(debug: bool) {
+    let sink = std::env::current_dir()
+        .ok()
+        .and_then(|d| open_bundle_fifo(&d))
+        .map(|f| Sink::Fifo(std::sync::Mutex::new(f)))
+        .unwrap_or(Sink::Discard);
+    init(sink, debug);
+}

@@ -65,12 +65,7 @@ fn main() -> ExitCode {
 }
 
 fn run_start(args: &ShimArgs) -> ExitCode {
-    let sink = std::env::current_dir()
-        .ok()
-        .and_then(|d| logging::open_bundle_fifo(&d))
-        .map(|f| logging::Sink::Fifo(std::sync::Mutex::new(f)))
-        .unwrap_or(logging::Sink::Discard);
-    logging::init(sink, args.debug);
+    logging::init_in_bundle(args.debug);
     match start::run(args) {
         Ok(address) => match start::print_address(&address) {
             Ok(()) => ExitCode::SUCCESS,

@@ -84,6 +84,35 @@ pub struct DecisionRecord {
     pub relay_to: Option<String>,
 }
 
+/// A container record of pod `sandbox` on a shim backend (tests).
+#[cfg(test)]
+pub fn test_record(id: &str, sandbox: &str) -> DecisionRecord {
+    DecisionRecord {
+        version: RECORD_VERSION,
+        id: id.into(),
+        namespace: "k8s.io".into(),
+        role: "container".into(),
+        sandbox_id: sandbox.into(),
+        tenant: "t".into(),
+        backend: "b".into(),
+        isolation: "vm".into(),
+        rule: "default".into(),
+        reasons: vec![],
+        refused_overrides: vec![],
+        policy_digest: String::new(),
+        policy_source: String::new(),
+        k8s_namespace: None,
+        pod_name: None,
+        pod_uid: None,
+        decided_at: String::new(),
+        target: RecordedBackend::Shim {
+            binary: "/bin/true".into(),
+            env: Default::default(),
+        },
+        relay_to: None,
+    }
+}
+
 /// Reading or writing a record failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

@@ -71,12 +71,7 @@ fn run() -> Result<(), BuiltinError> {
         .clone()
         .ok_or_else(|| BuiltinError::Invocation("missing -socket".into()))?;
     let backend = backend_from_env()?;
-    let sink = std::env::current_dir()
-        .ok()
-        .and_then(|d| crate::logging::open_bundle_fifo(&d))
-        .map(|f| crate::logging::Sink::Fifo(std::sync::Mutex::new(f)))
-        .unwrap_or(crate::logging::Sink::Discard);
-    crate::logging::init(sink, args.debug);
+    crate::logging::init_in_bundle(args.debug);
     log::debug!("daemon starting");
     sys::set_child_subreaper().map_err(|e| BuiltinError::Io {
         what: "become child subreaper".into(),

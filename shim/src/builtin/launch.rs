@@ -121,24 +121,9 @@ fn spawn_daemon(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn args(id: &str) -> ShimArgs {
-        ShimArgs::parse(
-            [
-                "-namespace",
-                "k8s.io",
-                "-address",
-                "/run/c.sock",
-                "-id",
-                id,
-                "start",
-            ]
-            .iter()
-            .map(OsString::from)
-            .collect(),
-        )
-        .unwrap()
+        crate::args::test_args(id)
     }
 
     #[test]

@@ -230,12 +230,7 @@ fn daemon(delegate: String) -> Result<(), String> {
     let args = ShimArgs::from_env().map_err(|e| e.to_string())?;
     let socket = args.socket.clone().ok_or("missing -socket")?;
     std::env::remove_var(ENV_RELAY_TO);
-    let sink = std::env::current_dir()
-        .ok()
-        .and_then(|d| crate::logging::open_bundle_fifo(&d))
-        .map(|f| crate::logging::Sink::Fifo(std::sync::Mutex::new(f)))
-        .unwrap_or(crate::logging::Sink::Discard);
-    crate::logging::init(sink, args.debug);
+    crate::logging::init_in_bundle(args.debug);
     let gate = Admission {
         state: crate::statedir::state_dir(),
         address: args.address.clone(),
@@ -270,24 +265,9 @@ fn daemon(delegate: String) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn args(id: &str) -> ShimArgs {
-        ShimArgs::parse(
-            [
-                "-namespace",
-                "k8s.io",
-                "-address",
-                "/run/c.sock",
-                "-id",
-                id,
-                "start",
-            ]
-            .iter()
-            .map(OsString::from)
-            .collect(),
-        )
-        .unwrap()
+        crate::args::test_args(id)
     }
 
     #[test]

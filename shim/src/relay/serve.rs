@@ -232,35 +232,12 @@ enum Forward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{DecisionRecord, RecordedBackend, RECORD_VERSION};
+    use crate::record::DecisionRecord;
     use crate::records::RecordStore;
     use std::sync::mpsc;
 
     fn record(id: &str, sandbox: &str) -> DecisionRecord {
-        DecisionRecord {
-            version: RECORD_VERSION,
-            id: id.into(),
-            namespace: "k8s.io".into(),
-            role: "container".into(),
-            sandbox_id: sandbox.into(),
-            tenant: "t".into(),
-            backend: "b".into(),
-            isolation: "vm".into(),
-            rule: "default".into(),
-            reasons: vec![],
-            refused_overrides: vec![],
-            policy_digest: String::new(),
-            policy_source: String::new(),
-            k8s_namespace: None,
-            pod_name: None,
-            pod_uid: None,
-            decided_at: String::new(),
-            target: RecordedBackend::Shim {
-                binary: "/bin/true".into(),
-                env: Default::default(),
-            },
-            relay_to: None,
-        }
+        crate::record::test_record(id, sandbox)
     }
 
     fn create(stream_id: u32, service: &str, id: &str) -> Frame {
