@@ -57,7 +57,7 @@ if [ "$test_status" -eq 0 ]; then
         case "$version" in
             1.*) suites=(--test harness_smoke --test handoff_routing --test handoff_policy
                          --test handoff_restart --test security_attacks --test builtin_lifecycle
-                         --test builtin_faults) ;;
+                         --test builtin_faults --test builtin_removal) ;;
             *) suites=() ;; # every e2e suite of the crate
         esac
         step "e2e suites on containerd $version (${suites[*]:-all})"

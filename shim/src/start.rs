@@ -781,6 +781,20 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_without_config_json_names_the_sandboxer() {
+        // what containerd 2.x gives a shim for a handler with `sandboxer = "shim"`
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_spec(&dir.path().join("config.json")).unwrap_err();
+        assert!(matches!(e, StartError::NoSpec { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("sandboxer = \"shim\"") && msg.contains("config.json"),
+            "{msg}"
+        );
+        assert_eq!(e.rule(), "spec");
+    }
+
+    #[test]
     fn container_reads_its_sandbox_record_from_the_state_dir_only() {
         let dir = tempfile::tempdir().unwrap();
         let sb = dir.path().join("bundles/sb1");

@@ -37,6 +37,8 @@ use super::{oom, piddir, rootfs, stats, BuiltinError};
 
 /// How long the daemon waits for containerd's Shutdown after its last container is deleted.
 const EMPTY_GRACE: Duration = Duration::from_secs(10);
+/// How long the daemon stays after a Shutdown that found it empty.
+const SHUTDOWN_LINGER: Duration = Duration::from_secs(2);
 /// How long a fresh daemon waits for its first container.
 const FIRST_CREATE_GRACE: Duration = Duration::from_secs(60);
 
@@ -846,7 +848,12 @@ impl Inner {
         }
         if let Err(e) = self.runtime.kill(&req.id, req.signal, req.all).await {
             let msg = e.to_string();
-            if msg.contains("not running") || msg.contains("does not exist") {
+            // the init exited between our state check and runc's signal (runc 1.1: "unable
+            // to signal init: os: process already finished")
+            if msg.contains("not running")
+                || msg.contains("does not exist")
+                || msg.contains("process already finished")
+            {
                 return Err(rpc(Code::NOT_FOUND, "process already finished"));
             }
             return Err(e.into());
@@ -1058,10 +1065,13 @@ impl Inner {
         })
     }
 
-    fn shutdown(&self, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+    fn shutdown(self: &Arc<Self>, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        // Not at once: containerd may still hold this pod's task handle in a call that raced
+        // the delete (a StopPodSandbox beside a RemovePodSandbox); for a little while it gets
+        // "not found", which it accepts, rather than "ttrpc: closed", which fails the call.
         if self.lock().is_empty() {
-            log::info!("shutdown: no container left, exiting");
-            self.exit.notify_one();
+            log::info!("shutdown: no container left, exiting shortly");
+            self.exit_when_idle(SHUTDOWN_LINGER, false);
         }
         Ok(Empty::new())
     }
