@@ -1,14 +1,17 @@
 //! What every long-lived process `start` leaves behind shares: the socket path of a ttrpc
 //! address, the bundle's `address` file containerd reads when it reloads shims, and the "ready"
 //! handshake with the spawned daemon (its first stdout line: `ready`, or `error: <reason>`).
-//! Used by the built-in backend's daemon and by the task API relay.
+//! Used by the built-in backend's daemon and by the task API relay, both spawned by
+//! [`spawn_self`].
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::args::ShimArgs;
 use crate::sys;
 
 /// How long `start` waits for a spawned daemon to say it is ready.
@@ -39,6 +42,47 @@ pub fn write_address(bundle: &Path, address: &str) -> io::Result<()> {
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
+}
+
+/// Spawns this binary with no action as a long-lived daemon serving `address` for `args`'s task:
+/// cwd `bundle`, its own session, stdin and stderr on /dev/null, stdout on a pipe that carries
+/// only its ready line (containerd 1.6 reads `start`'s output until every writer closes), `env`
+/// added. Returns once it serves; on any failure the daemon is killed and its socket removed.
+pub fn spawn_self(
+    args: &ShimArgs,
+    bundle: &Path,
+    address: &str,
+    env: &[(&str, &str)],
+) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(bundle)
+        .args(["-namespace", &args.namespace])
+        .args(["-id", &args.id])
+        .args(["-address", &args.address])
+        .args(["-publish-binary", &args.publish_binary])
+        .args(["-socket", address]);
+    if args.debug {
+        cmd.arg("-debug");
+    }
+    cmd.envs(env.iter().copied())
+        // One malloc arena: the daemons are single-threaded or nearly, more arenas only cost
+        // memory.
+        .env("MALLOC_ARENA_MAX", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    sys::spawn_in_new_session(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let outcome = match child.stdout.take() {
+        Some(mut out) => read_ready(&mut out),
+        None => Err("no pipe to the daemon".into()),
+    };
+    outcome.inspect_err(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(socket_path(address));
+    })
 }
 
 /// Read a spawned daemon's first line: `Ok` for `ready`, else its reason.

@@ -9,12 +9,10 @@
 
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use super::{ensure_namespace, BuiltinBackend, BuiltinError, ENV_RUNTIME, ENV_RUNTIME_ARGS};
 use crate::args::ShimArgs;
-use crate::daemonize::{read_ready, socket_path};
-use crate::sys;
+use crate::daemonize::socket_path;
 
 fn write_address(bundle: &Path, address: &str) -> Result<(), BuiltinError> {
     crate::daemonize::write_address(bundle, address).map_err(|e| BuiltinError::Io {
@@ -75,47 +73,16 @@ fn spawn_daemon(
     bundle: &Path,
     address: &str,
 ) -> Result<(), BuiltinError> {
-    let exe = std::env::current_exe().map_err(|e| BuiltinError::Io {
-        what: "find own executable".into(),
-        source: e,
-    })?;
     let runtime_args = serde_json::to_string(&backend.runtime_args)
         .map_err(|e| BuiltinError::Invocation(format!("runtime_args: {e}")))?;
-    let mut cmd = Command::new(exe);
-    cmd.current_dir(bundle)
-        .args(["-namespace", &args.namespace])
-        .args(["-id", &args.id])
-        .args(["-address", &args.address])
-        .args(["-publish-binary", &args.publish_binary])
-        .args(["-socket", address]);
-    if args.debug {
-        cmd.arg("-debug");
-    }
-    cmd.env(ENV_RUNTIME, &backend.runtime)
-        .env(ENV_RUNTIME_ARGS, runtime_args)
-        // One malloc arena: the daemon is single-threaded, more arenas only cost memory.
-        .env("MALLOC_ARENA_MAX", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    sys::spawn_in_new_session(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| BuiltinError::Io {
-        what: "spawn shim daemon".into(),
-        source: e,
-    })?;
-    let outcome = match child.stdout.take() {
-        Some(mut out) => read_ready(&mut out),
-        None => Err("no pipe to the daemon".into()),
-    };
-    match outcome {
-        Ok(()) => Ok(()),
-        Err(reason) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_file(socket_path(address));
-            Err(BuiltinError::Daemon(reason))
-        }
-    }
+    let runtime = backend.runtime.to_string_lossy();
+    crate::daemonize::spawn_self(
+        args,
+        bundle,
+        address,
+        &[(ENV_RUNTIME, &runtime), (ENV_RUNTIME_ARGS, &runtime_args)],
+    )
+    .map_err(BuiltinError::Daemon)
 }
 
 #[cfg(test)]

@@ -18,12 +18,11 @@ mod serve;
 
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::admission::Admission;
 use crate::args::ShimArgs;
 use crate::containerd_compat::{BootstrapReply, TASK_SERVICE_V2, TASK_SERVICE_V3};
-use crate::daemonize::{read_ready, socket_path, READY_LINE};
+use crate::daemonize::{socket_path, READY_LINE};
 use crate::sys;
 
 /// Set (to the delegate's ttrpc address) in the environment of a relay daemon.
@@ -113,7 +112,8 @@ pub fn start_for_sandbox(
     };
     if UnixStream::connect(&path).is_err() {
         let _ = std::fs::remove_file(&path);
-        spawn(args, bundle, &address, delegate).map_err(spawn_err)?;
+        crate::daemonize::spawn_self(args, bundle, &address, &[(ENV_RELAY_TO, delegate)])
+            .map_err(spawn_err)?;
     }
     // `bundle/address` stays the delegate's: a Go shim removes the socket named there when it
     // exits, and containerd 2.x (the only line that gets a relay) reconnects from the
@@ -136,33 +136,6 @@ pub fn join_for_container(
     };
     UnixStream::connect(socket_path(&address)).map_err(|e| no_relay(e.to_string()))?;
     Ok(address)
-}
-
-fn spawn(args: &ShimArgs, bundle: &Path, address: &str, delegate: &str) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
-    let mut cmd = Command::new(exe);
-    cmd.current_dir(bundle)
-        .args(["-namespace", &args.namespace])
-        .args(["-id", &args.id])
-        .args(["-address", &args.address])
-        .args(["-publish-binary", &args.publish_binary])
-        .args(["-socket", address])
-        .env(ENV_RELAY_TO, delegate)
-        .env("MALLOC_ARENA_MAX", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    sys::spawn_in_new_session(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
-    let outcome = match child.stdout.take() {
-        Some(mut out) => read_ready(&mut out),
-        None => Err("no pipe to the relay".into()),
-    };
-    outcome.inspect_err(|_| {
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = std::fs::remove_file(socket_path(address));
-    })
 }
 
 /// Ends a delegate shim the relay no longer fronts (the relay died, or could not be started
