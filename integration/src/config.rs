@@ -188,7 +188,17 @@ pub fn containerd_config(layout: &Layout<'_>, cri: &CriSettings<'_>) -> Result<S
     let mut opt = Table::new();
     opt.insert("path".into(), path_value(layout.opt_dir));
 
+    // containerd 2.x starts NRI by default on the host-wide /var/run/nri/nri.sock: two harnesses
+    // at once then race for it and the loser exits ("failed to start NRI interface ... address
+    // already in use"). Each harness gets its own socket (1.6 has no NRI and ignores this).
+    let mut nri = Table::new();
+    nri.insert(
+        "socket_path".into(),
+        path_value(&layout.socket.with_file_name("nri.sock")),
+    );
+
     let mut plugins = Table::new();
+    plugins.insert("io.containerd.nri.v1.nri".into(), Value::Table(nri));
     plugins.insert("io.containerd.grpc.v1.cri".into(), Value::Table(cri_plugin));
     plugins.insert("io.containerd.internal.v1.opt".into(), Value::Table(opt));
 
