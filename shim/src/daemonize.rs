@@ -85,6 +85,26 @@ pub fn spawn_self(
     })
 }
 
+/// The daemon's side of the handshake, once it serves: print the ready line, then let go of
+/// `start`'s pipe (stdout goes to /dev/null).
+pub fn announce_ready() {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{READY_LINE}");
+    let _ = out.flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = sys::redirect_stdout(&null);
+    }
+}
+
+/// The daemon's side of the handshake when it cannot serve: until "ready", stdout is `start`'s
+/// pipe, so the reason reaches containerd from there. Returns the exit code.
+pub fn report_failure(reason: &dyn std::fmt::Display) -> i32 {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "error: {reason}");
+    let _ = out.flush();
+    1
+}
+
 /// Read a spawned daemon's first line: `Ok` for `ready`, else its reason.
 pub fn read_ready(out: &mut std::process::ChildStdout) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;

@@ -2,7 +2,6 @@
 //! service on the pod's socket with a single-threaded tokio runtime (small memory), tell
 //! `start` it is ready, and exit when containerd shuts it down with no container left.
 
-use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +19,6 @@ use super::task::{Inner, TaskService};
 use super::{ensure_namespace, runtime_root, BuiltinBackend, BuiltinError};
 use super::{ENV_RUNTIME, ENV_RUNTIME_ARGS};
 use crate::args::ShimArgs;
-use crate::daemonize::READY_LINE;
 use crate::sys;
 
 /// The task service names containerd calls: v2 (containerd 1.6/1.7, and 2.x given a plain
@@ -34,11 +32,7 @@ pub fn run_daemon() -> ! {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
-            // Until "ready", stdout is `start`'s pipe: the reason reaches containerd from there.
-            let mut out = std::io::stdout();
-            let _ = writeln!(out, "error: {e}");
-            let _ = out.flush();
-            1
+            crate::daemonize::report_failure(&e)
         }
     };
     std::process::exit(code)
@@ -164,15 +158,7 @@ async fn serve_on(
         .await
         .map_err(|e| BuiltinError::Daemon(format!("ttrpc server: {e}")))?;
 
-    // Ready: tell `start`, then let go of its pipe.
-    {
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "{READY_LINE}");
-        let _ = out.flush();
-    }
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        let _ = sys::redirect_stdout(&null);
-    }
+    crate::daemonize::announce_ready();
     log::info!("serving on {}", std::process::id());
     inner.arm_first_create_timer();
 

@@ -22,7 +22,7 @@ use std::path::Path;
 use crate::admission::Admission;
 use crate::args::ShimArgs;
 use crate::containerd_compat::{BootstrapReply, TASK_SERVICE_V2, TASK_SERVICE_V3};
-use crate::daemonize::{socket_path, READY_LINE};
+use crate::daemonize::socket_path;
 use crate::sys;
 
 /// Set (to the delegate's ttrpc address) in the environment of a relay daemon.
@@ -185,16 +185,9 @@ pub fn stop_delegate(delegate: &str, task_id: &str) -> std::io::Result<Option<i3
 
 /// The relay daemon's main (this binary with no action and `RUNTIME_ROUTER_RELAY_TO` set).
 pub fn run_daemon(delegate: String) -> ! {
-    use std::io::Write;
     let code = match daemon(delegate) {
         Ok(()) => 0,
-        Err(e) => {
-            // Until "ready", stdout is `start`'s pipe: the reason reaches containerd from there.
-            let mut out = std::io::stdout();
-            let _ = writeln!(out, "error: {e}");
-            let _ = out.flush();
-            1
-        }
+        Err(e) => crate::daemonize::report_failure(&e),
     };
     std::process::exit(code)
 }
@@ -221,15 +214,7 @@ fn daemon(delegate: String) -> Result<(), String> {
         gate,
     )
     .map_err(|e| format!("relay {socket} -> {delegate}: {e}"))?;
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "{READY_LINE}");
-        let _ = out.flush();
-    }
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        let _ = sys::redirect_stdout(&null);
-    }
+    crate::daemonize::announce_ready();
     log::info!("relaying {socket} to {delegate}");
     relay.run();
     Ok(())
