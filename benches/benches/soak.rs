@@ -5,11 +5,13 @@
 //! fails to start. One long-lived pod stays up throughout and gets a container (and an exec)
 //! each cycle, some of whose starts fail. After every cycle the harness's leak check
 //! ([`router_integration::leaks`]) must find nothing but the long-lived pod. Prints the leaks
-//! found (target 0), the long-lived pod daemon's RSS and PSS at the start and the end (target: no
-//! growth), and the failures by kind.
+//! found (target 0), the long-lived pod daemon's RSS, PSS and private dirty memory every 25 cycles
+//! (target: no growth), and the failures by kind. `--keeper-only` puts every cycle in the
+//! long-lived pod (a container, some of whose starts or execs fail), to see whether its daemon's
+//! memory follows the number of containers it has served.
 //!
 //! ```text
-//! cargo bench -p router-benches --bench soak -- [--cycles N] [--seed S]
+//! cargo bench -p router-benches --bench soak -- [--cycles N] [--seed S] [--keeper-only]
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,6 +56,15 @@ impl Kind {
             _ => Kind::GvisorStartFails,
         }
     }
+
+    /// Pick for `--keeper-only`: every cycle is a container in the long-lived pod.
+    fn pick_keeper(r: u64) -> Kind {
+        match r % 4 {
+            0 | 1 => Kind::Clean,
+            2 => Kind::ContainerStartFails,
+            _ => Kind::ExecFails,
+        }
+    }
 }
 
 /// xorshift64*: small, seeded, good enough to mix faults.
@@ -74,18 +85,31 @@ struct Soak {
     seq: usize,
 }
 
-/// RSS and PSS of a process, KiB, from smaps_rollup.
-fn rss_pss(pid: i32) -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .with_context(|| format!("smaps_rollup of {pid}"))?;
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Ok((field("Rss:"), field("Pss:")))
+/// One process's memory, KiB, from smaps_rollup.
+#[derive(Debug, Clone, Copy)]
+struct Mem {
+    rss: u64,
+    pss: u64,
+    private_dirty: u64,
+}
+
+impl Mem {
+    fn of(pid: i32) -> Result<Mem> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .with_context(|| format!("smaps_rollup of {pid}"))?;
+        let field = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(Mem {
+            rss: field("Rss:"),
+            pss: field("Pss:"),
+            private_dirty: field("Private_Dirty:"),
+        })
+    }
 }
 
 fn daemon_of(h: &Containerd, pod_id: &str) -> Result<i32> {
@@ -217,6 +241,7 @@ fn arg(name: &str) -> Option<String> {
 async fn main() -> Result<()> {
     let cycles: usize = arg("--cycles").and_then(|s| s.parse().ok()).unwrap_or(300);
     let seed: u64 = arg("--seed").and_then(|s| s.parse().ok()).unwrap_or(11);
+    let keeper_only = std::env::args().any(|a| a == "--keeper-only");
     let h = Containerd::start(ContainerdOptions::with_policy(POLICY)).await?;
     let runc = FaultyRuntime::install(
         &h.dir().join("faults-runc"),
@@ -234,14 +259,14 @@ async fn main() -> Result<()> {
         runsc,
         seq: 0,
     };
-    let result = run(&mut soak, cycles, seed).await;
+    let result = run(&mut soak, cycles, seed, keeper_only).await;
     let teardown = soak.h.shutdown().await;
     result?;
     teardown?;
     Ok(())
 }
 
-async fn run(soak: &mut Soak, cycles: usize, seed: u64) -> Result<()> {
+async fn run(soak: &mut Soak, cycles: usize, seed: u64, keeper_only: bool) -> Result<()> {
     let cri = soak.h.cri();
     let keeper = soak.h.pod("kube-system", "soak-keeper");
     let keeper_id = cri.run_pod(&keeper.build()).await?;
@@ -249,7 +274,10 @@ async fn run(soak: &mut Soak, cycles: usize, seed: u64) -> Result<()> {
     // Warm the daemon up (first container, first exec) before its memory is taken.
     soak.keeper_cycle(&keeper, &keeper_id, Kind::Clean).await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let (rss0, pss0) = rss_pss(daemon)?;
+    let mem0 = Mem::of(daemon)?;
+    // (cycle, containers the long-lived pod has served, its daemon's memory then)
+    let mut series: Vec<(usize, usize, Mem)> = vec![(0, 1, mem0)];
+    let mut keeper_containers = 1usize;
     let mut scope = soak.h.leak_scope();
     scope.keep_ids.insert(keeper_id.clone());
 
@@ -260,8 +288,17 @@ async fn run(soak: &mut Soak, cycles: usize, seed: u64) -> Result<()> {
     let mut leak_cycles = 0usize;
     let started = Instant::now();
     for i in 0..cycles {
-        let kind = Kind::pick(rng.next());
+        let kind = if keeper_only {
+            Kind::pick_keeper(rng.next())
+        } else {
+            Kind::pick(rng.next())
+        };
+        let in_keeper = keeper_only || matches!(kind, Kind::ContainerStartFails | Kind::ExecFails);
+        if in_keeper {
+            keeper_containers += 1;
+        }
         let outcome = match kind {
+            _ if in_keeper => soak.keeper_cycle(&keeper, &keeper_id, kind).await,
             Kind::Clean | Kind::DaemonKilled => soak.pod_cycle("kube-system", kind).await,
             Kind::CreateFails => {
                 Soak::next_call(&soak.runc, "create", "fail")?;
@@ -320,10 +357,12 @@ async fn run(soak: &mut Soak, cycles: usize, seed: u64) -> Result<()> {
         }
         if (i + 1) % 25 == 0 {
             eprintln!("{} cycles, {:.0}s", i + 1, started.elapsed().as_secs_f64());
+            series.push((i + 1, keeper_containers, Mem::of(daemon)?));
         }
     }
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let (rss1, pss1) = rss_pss(daemon)?;
+    let mem1 = Mem::of(daemon)?;
+    series.push((cycles, keeper_containers, mem1));
     cri.stop_pod(&keeper_id).await?;
     cri.remove_pod(&keeper_id).await?;
 
@@ -352,7 +391,18 @@ async fn run(soak: &mut Soak, cycles: usize, seed: u64) -> Result<()> {
         println!("  {l}");
     }
     println!(
-        "long-lived pod daemon {daemon}: RSS {rss0} -> {rss1} KiB, PSS {pss0} -> {pss1} KiB (target: no growth)"
+        "long-lived pod daemon {daemon}: RSS {} -> {} KiB, PSS {} -> {} KiB, private dirty {} -> {} KiB (target: no growth)",
+        mem0.rss, mem1.rss, mem0.pss, mem1.pss, mem0.private_dirty, mem1.private_dirty
     );
+    println!(
+        "{:>6} {:>11} {:>9} {:>9} {:>14}",
+        "cycle", "containers", "RSS KiB", "PSS KiB", "priv dirty KiB"
+    );
+    for (cycle, served, m) in &series {
+        println!(
+            "{cycle:>6} {served:>11} {:>9} {:>9} {:>14}",
+            m.rss, m.pss, m.private_dirty
+        );
+    }
     Ok(())
 }
