@@ -7,7 +7,10 @@
 //! - `VERB die [N]`: the real runtime runs the call to its end, then the wrapper kills itself
 //!   (SIGKILL): the work was done but the caller sees a crashed runtime;
 //! - `VERB stall SECONDS [N]`: the call waits SECONDS before running (a window in which a test
-//!   kills the daemon or containerd); the file `stalled` says a call is waiting.
+//!   kills the daemon or containerd); the file `stalled` says a call is waiting;
+//! - `VERB linger SECONDS [N]`: the real runtime runs the call to its end, then the wrapper waits
+//!   SECONDS before exiting with its status (the work is done; the caller is told late); the
+//!   file `stalled` says so while it waits.
 //!
 //! Every call is counted (`calls`: one `VERB N` line each). Rules can be changed at any time
 //! ([`FaultyRuntime::set_rules`]); a test can also make the binary vanish ([`FaultyRuntime::vanish`]).
@@ -77,7 +80,7 @@ $rule
 RULE
 fi
 nth="$a1"
-[ "$action" = stall ] && nth="$a2"
+case "$action" in stall|linger) nth="$a2";; esac
 if [ -n "$action" ] && { [ -z "$nth" ] || [ "$nth" = "$n" ]; }; then
   case "$action" in
     fail)
@@ -91,6 +94,12 @@ if [ -n "$action" ] && { [ -z "$nth" ] || [ "$nth" = "$n" ]; }; then
     stall)
       echo "$verb $n" >> "$DIR/stalled"
       sleep "$a1";;
+    linger)
+      "$REAL" "$@"
+      rc=$?
+      echo "$verb $n" >> "$DIR/stalled"
+      sleep "$a1"
+      exit $rc;;
   esac
 fi
 exec "$REAL" "$@"
@@ -206,5 +215,35 @@ mod tests {
         assert!(died.status.code().is_none(), "killed by a signal");
         rt.vanish().unwrap();
         assert!(Command::new(rt.binary()).output().is_err());
+    }
+
+    #[test]
+    fn linger_does_the_work_then_answers_late_with_its_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let echo =
+            FaultyRuntime::install(&dir.path().join("e"), "fake", Path::new("/bin/echo")).unwrap();
+        echo.set_rules(&["kill linger 1 2"]).unwrap();
+        let run = |args: &[&str]| Command::new(echo.binary()).args(args).output().unwrap();
+        let t = std::time::Instant::now();
+        assert!(run(&["kill", "a", "9"]).status.success());
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(900),
+            "first call lingered"
+        );
+        assert!(!echo.stalled("kill"));
+        let t = std::time::Instant::now();
+        let second = run(&["kill", "a", "9"]);
+        assert!(
+            t.elapsed() >= std::time::Duration::from_secs(1),
+            "second call did not linger"
+        );
+        assert_eq!(String::from_utf8_lossy(&second.stdout), "kill a 9\n");
+        assert!(second.status.success());
+        assert!(echo.stalled("kill"));
+        let fail =
+            FaultyRuntime::install(&dir.path().join("f"), "fake", Path::new("/bin/false")).unwrap();
+        fail.set_rules(&["kill linger 0"]).unwrap();
+        let out = Command::new(fail.binary()).arg("kill").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "the real call's status is kept");
     }
 }

@@ -227,6 +227,36 @@ async fn runc_exec_fails_and_the_container_lives_on() -> Result<()> {
     finish(f, r).await
 }
 
+/// The `runc kill` of StopPodSandbox answers late: the signal is sent at once, the CLI exits
+/// 2 s later. The sandbox's exit must not reach containerd before that `Kill` has answered; if
+/// it does, containerd deletes the sandbox task (its own `kill --all` is quick) and shuts the
+/// daemon down while the first `Kill` is in flight, closing the connection it was to answer on,
+/// and StopPodSandbox fails with "ttrpc: closed" (seen once in ~50 runs of handoff_policy under
+/// load before the daemon ordered the two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_kill_answers_late_and_stop_still_succeeds() -> Result<()> {
+    let f = start_faults().await?;
+    let r = async {
+        let f = &f;
+        let h = &f.h;
+        let cri = h.cri();
+        let cfg = h.pod("kube-system", "late-kill").build();
+        let pod_id = cri.run_pod(&cfg).await?;
+        let next = f.runc.calls("kill") + 1;
+        f.runc.set_rules(&[&format!("kill linger 2 {next}")])?;
+        cri.stop_pod(&pod_id).await.context("StopPodSandbox")?;
+        ensure!(
+            f.runc.stalled("kill"),
+            "the sandbox's `runc kill` did not linger: the case under test did not happen"
+        );
+        f.runc.set_rules(&[])?;
+        cri.remove_pod(&pod_id).await?;
+        assert_clean(h, "removing the pod")
+    }
+    .await;
+    finish(f, r).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_binary_vanishes_before_the_pod_starts() -> Result<()> {
     let f = start_faults().await?;

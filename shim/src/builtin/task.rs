@@ -27,7 +27,7 @@ use containerd_shim_protos::protobuf::MessageDyn;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim_protos::ttrpc::{self, Code};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch, Notify, RwLock};
 
 use super::ociruntime::{read_pid_file, OciRuntime};
 use super::reaper::{reaper, Exit};
@@ -110,6 +110,12 @@ pub struct Inner {
     ever_created: AtomicBool,
     /// Refuses tasks the router's `start` did not decide for this pod.
     gate: Arc<crate::admission::Admission>,
+    /// Held shared by every `Kill` until it returns; an exit is recorded (and so told to
+    /// containerd, by `Wait` and by the `TaskExit` event) only when no `Kill` is in flight.
+    /// Without it, a signalled process could be reaped and reported while `runc kill` was still
+    /// running: containerd then deleted the task and shut this daemon down, closing the
+    /// connection the `Kill` was to answer on, and StopPodSandbox failed with "ttrpc: closed".
+    kills: RwLock<()>,
     /// Notified when the daemon should exit.
     pub exit: Notify,
 }
@@ -204,6 +210,7 @@ impl Inner {
             cgroup_v2: stats::host_is_cgroup_v2(),
             seq: AtomicU64::new(0),
             ever_created: AtomicBool::new(false),
+            kills: RwLock::new(()),
             exit: Notify::new(),
         })
     }
@@ -256,6 +263,8 @@ impl Inner {
         tokio::spawn(async move {
             let Ok(exit) = exited.await else { return };
             stdio::drain(output_done).await;
+            // Any `Kill` that may have caused this exit answers first.
+            drop(me.kills.write().await);
             let info = ExitInfo {
                 status: exit.status,
                 at: exit.at,
@@ -810,6 +819,8 @@ impl Inner {
     }
 
     async fn kill(&self, req: KillRequest) -> ttrpc::Result<Empty> {
+        // Released when this returns: exits wait for it (see `Inner::kills`).
+        let _in_flight = self.kills.read().await;
         if !req.exec_id.is_empty() {
             let (pid, internal) = {
                 let map = self.lock();
