@@ -236,15 +236,33 @@ pub fn force_clean_runtime_state(scope: &Scope) -> Vec<String> {
             let root = scope.router_state.join(&runtime).join(&ns);
             for name in dir_names(&root) {
                 let id = name.split('_').next().unwrap_or(&name).to_owned();
-                if !(ids.contains(&id) || names_harness(&root.join(&name), &dir)) {
+                let path = root.join(&name);
+                if !(ids.contains(&id) || names_harness(&path, &dir)) {
                     continue;
                 }
-                let mut cmd = std::process::Command::new(program);
-                cmd.arg("--root")
-                    .arg(&root)
-                    .args(["delete", "--force", &id]);
-                if let Err(e) = crate::command::run(&mut cmd, Duration::from_secs(60)) {
-                    left.push(e.to_string());
+                // runsc keeps each pod in a root of its own, named by the sandbox id
+                let (pod_root, ids_in) = if path.is_dir() {
+                    let inner = dir_names(&path)
+                        .iter()
+                        .map(|n| n.split('_').next().unwrap_or(n).to_owned())
+                        .collect::<BTreeSet<_>>();
+                    (path.clone(), inner)
+                } else {
+                    (root.clone(), BTreeSet::from([id]))
+                };
+                for id in ids_in {
+                    let mut cmd = std::process::Command::new(program);
+                    cmd.arg("--root")
+                        .arg(&pod_root)
+                        .args(["delete", "--force", &id]);
+                    if let Err(e) = crate::command::run(&mut cmd, Duration::from_secs(60)) {
+                        left.push(e.to_string());
+                    }
+                }
+                if path.is_dir() {
+                    if let Err(e) = std::fs::remove_dir_all(&path) {
+                        left.push(format!("remove {}: {e}", path.display()));
+                    }
                 }
             }
         }

@@ -21,6 +21,38 @@ fn sandbox_processes(pod_id: &str) -> Vec<procs::ProcInfo> {
         .collect()
 }
 
+/// runsc keeps each pod's containers in a root of the pod's own (`<state>/runsc/<ns>/<sandbox
+/// id>`): nothing of the pod lies in the namespace's shared root, where another pod's runsc
+/// (which lists and locks every container of its root) would re-create its removed lock files.
+fn pod_state_is_in_its_own_root(h: &Containerd, pod_id: &str, ids: &[&str]) -> Result<()> {
+    let shared = h
+        .leak_scope()
+        .router_state
+        .join("runsc")
+        .join(router_integration::K8S_NAMESPACE);
+    let names = |dir: &std::path::Path| -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+            out.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    };
+    let own = names(&shared.join(pod_id))?;
+    for id in ids {
+        ensure!(
+            own.iter()
+                .any(|n| n.starts_with(&format!("{id}_sandbox:{pod_id}."))),
+            "no runsc state of {id} in the pod's own root: {own:?}"
+        );
+    }
+    let mixed: Vec<String> = names(&shared)?
+        .into_iter()
+        .filter(|n| n != pod_id && ids.iter().any(|id| n.contains(id)))
+        .collect();
+    ensure!(mixed.is_empty(), "pod state in the shared root: {mixed:?}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_pod_two_containers_exit_codes_exec_logs_cleanup() -> Result<()> {
     let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
@@ -62,6 +94,7 @@ async fn exercise(h: &Containerd) -> Result<()> {
         "dmesg does not show gVisor: {logs:?}"
     );
     cri.wait_log_contains(&id2, "two-ready", LONG).await?;
+    pod_state_is_in_its_own_root(h, &pod_id, &[&pod_id, &id2])?;
 
     let out = cri
         .exec_sync(&id2, &["sh", "-c", "echo inside; exit 6"], LONG)

@@ -10,7 +10,10 @@ use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::Message;
 
 use super::ociruntime::OciRuntime;
-use super::{ensure_namespace, rootfs, runtime_root, BuiltinBackend, BuiltinError};
+use super::{
+    ensure_namespace, pod_runtime_root, remove_pod_runtime_root, rootfs, runtime_root,
+    BuiltinBackend, BuiltinError,
+};
 use crate::args::ShimArgs;
 
 /// Clean up after a dead shim; returns the `DeleteResponse` bytes for stdout.
@@ -21,6 +24,12 @@ pub fn delete(
     sandbox_id: &str,
 ) -> Result<Vec<u8>, BuiltinError> {
     ensure_namespace(args)?;
+    // A pod whose daemon started before pods had roots of their own has its state in the
+    // shared root.
+    let mut root = pod_runtime_root(backend, &args.namespace, sandbox_id);
+    if !root.is_dir() {
+        root = runtime_root(backend, &args.namespace);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -35,11 +44,7 @@ pub fn delete(
                 what: "install SIGCHLD handler".into(),
                 source: e,
             })?;
-        let runtime = OciRuntime::new(
-            &backend.runtime,
-            &runtime_root(backend, &args.namespace),
-            &backend.runtime_args,
-        );
+        let runtime = OciRuntime::new(&backend.runtime, &root, &backend.runtime_args);
         if let Err(e) = runtime.delete(&args.id, true).await {
             let msg = e.to_string();
             if !msg.contains("does not exist") && !msg.contains("not found") {
@@ -48,6 +53,7 @@ pub fn delete(
         }
         Ok::<_, BuiltinError>(())
     })?;
+    remove_pod_runtime_root(backend, &args.namespace, &root);
     // `delete` looked at the daemon's socket before this cleanup; look again now that the
     // runtime is done with the task: a dead daemon's socket must not outlive its last task.
     match crate::stale::remove_dead_socket(args, sandbox_id) {

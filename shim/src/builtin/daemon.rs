@@ -16,7 +16,9 @@ use super::ociruntime::OciRuntime;
 use super::reaper::reaper;
 use super::runsc::glue::RunscRules;
 use super::task::{Inner, TaskService};
-use super::{ensure_namespace, runtime_root, BuiltinBackend, BuiltinError};
+use super::{
+    ensure_namespace, pod_runtime_root, remove_pod_runtime_root, BuiltinBackend, BuiltinError,
+};
 use super::{ENV_RUNTIME, ENV_RUNTIME_ARGS};
 use crate::args::ShimArgs;
 use crate::sys;
@@ -101,7 +103,8 @@ async fn serve(
     let publisher = RemotePublisher::new(&ttrpc_address).await.map_err(|e| {
         BuiltinError::Daemon(format!("connect to containerd at {ttrpc_address}: {e}"))
     })?;
-    let root = runtime_root(&backend, &args.namespace);
+    // The daemon is started by its pod's first task, the sandbox: `-id` is the sandbox id.
+    let root = pod_runtime_root(&backend, &args.namespace, &args.id);
     std::fs::create_dir_all(&root).map_err(|e| BuiltinError::Io {
         what: format!("create {}", root.display()),
         source: e,
@@ -133,6 +136,9 @@ async fn serve(
     let result = serve_on(listener, service, &inner, &mut sigterm).await;
     let _ = std::fs::remove_file(&path);
     inner.stop_watchers();
+    // Empty once every container of the pod was deleted; left (for the dead-shim cleanup)
+    // if the daemon exits with containers.
+    remove_pod_runtime_root(&backend, &args.namespace, &root);
     result
 }
 

@@ -22,7 +22,7 @@ pub(crate) mod stats;
 mod stdio;
 mod task;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::args::ShimArgs;
 
@@ -81,6 +81,41 @@ pub fn runtime_root(backend: &BuiltinBackend, namespace: &str) -> PathBuf {
     crate::statedir::state_dir().join(name).join(namespace)
 }
 
+/// The root a pod's containers are kept in by the runtime: for runsc, a directory of the pod's
+/// own inside [`runtime_root`] (named by its sandbox id); for runc, the shared root.
+///
+/// Why runsc gets one: runsc (Debian 12's 2022-12 build) loads a sandbox's containers by
+/// listing *every* container of its root and locking each. A pod's `runsc delete` racing
+/// another pod's removal then re-creates the other pod's lock file after that pod's delete
+/// removed it: an empty `<id>_sandbox:<id>.lock` is left behind for good. In a root of its own
+/// a pod's runsc never touches another pod's files (and lists only its own containers).
+pub fn pod_runtime_root(backend: &BuiltinBackend, namespace: &str, sandbox_id: &str) -> PathBuf {
+    let shared = runtime_root(backend, namespace);
+    if runsc::detect::is_runsc(&backend.runtime) {
+        shared.join(sandbox_id)
+    } else {
+        shared
+    }
+}
+
+/// Removes a pod's own runtime root once it is empty (its last container deleted); the shared
+/// root is kept. A root still holding state is left, and reported by nothing here: the next
+/// delete of the pod tries again.
+pub fn remove_pod_runtime_root(backend: &BuiltinBackend, namespace: &str, root: &Path) {
+    if root == runtime_root(backend, namespace) {
+        return;
+    }
+    match std::fs::remove_dir(root) {
+        Ok(()) => log::debug!("removed pod runtime root {}", root.display()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+            ) => {}
+        Err(e) => log::warn!("remove pod runtime root {}: {e}", root.display()),
+    }
+}
+
 /// Environment variables carrying the backend to the daemon.
 pub(crate) const ENV_RUNTIME: &str = "RUNTIME_ROUTER_BUILTIN_RUNTIME";
 pub(crate) const ENV_RUNTIME_ARGS: &str = "RUNTIME_ROUTER_BUILTIN_RUNTIME_ARGS";
@@ -112,5 +147,43 @@ mod tests {
             runtime_root(&b, "k8s.io"),
             PathBuf::from("/run/runtime-router/runc/k8s.io")
         );
+        assert_eq!(
+            pod_runtime_root(&b, "k8s.io", "sb1"),
+            PathBuf::from("/run/runtime-router/runc/k8s.io"),
+            "runc pods share their namespace's root"
+        );
+    }
+
+    #[test]
+    fn runsc_pods_get_a_root_of_their_own() {
+        let b = BuiltinBackend {
+            runtime: "/usr/bin/runsc".into(),
+            runtime_args: vec![],
+        };
+        assert_eq!(
+            pod_runtime_root(&b, "k8s.io", "sb1"),
+            PathBuf::from("/run/runtime-router/runsc/k8s.io/sb1")
+        );
+    }
+
+    #[test]
+    fn a_pod_root_goes_when_empty_and_the_shared_root_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = BuiltinBackend {
+            runtime: "/usr/bin/runsc".into(),
+            runtime_args: vec![],
+        };
+        let shared = runtime_root(&b, "ns");
+        // the shared root is never removed, even when empty
+        remove_pod_runtime_root(&b, "ns", &shared);
+        let pod = dir.path().join("sb1");
+        std::fs::create_dir(&pod).unwrap();
+        std::fs::write(pod.join("c1_sandbox:sb1.state"), "{}").unwrap();
+        remove_pod_runtime_root(&b, "ns", &pod);
+        assert!(pod.exists(), "a root holding state stays");
+        std::fs::remove_file(pod.join("c1_sandbox:sb1.state")).unwrap();
+        remove_pod_runtime_root(&b, "ns", &pod);
+        assert!(!pod.exists(), "an empty pod root goes");
+        remove_pod_runtime_root(&b, "ns", &pod);
     }
 }
