@@ -293,12 +293,16 @@ async fn run(soak: &mut Soak, cycles: usize, seed: u64, keeper_only: bool) -> Re
         } else {
             Kind::pick(rng.next())
         };
-        let in_keeper = keeper_only || matches!(kind, Kind::ContainerStartFails | Kind::ExecFails);
-        if in_keeper {
-            keeper_containers += 1;
-        }
         let outcome = match kind {
-            _ if in_keeper => soak.keeper_cycle(&keeper, &keeper_id, kind).await,
+            // `--keeper-only` picks only these three kinds, all in the long-lived pod.
+            Kind::Clean if keeper_only => {
+                keeper_containers += 1;
+                soak.keeper_cycle(&keeper, &keeper_id, kind).await
+            }
+            Kind::ContainerStartFails | Kind::ExecFails => {
+                keeper_containers += 1;
+                soak.keeper_cycle(&keeper, &keeper_id, kind).await
+            }
             Kind::Clean | Kind::DaemonKilled => soak.pod_cycle("kube-system", kind).await,
             Kind::CreateFails => {
                 Soak::next_call(&soak.runc, "create", "fail")?;
@@ -318,9 +322,6 @@ async fn run(soak: &mut Soak, cycles: usize, seed: u64, keeper_only: bool) -> Re
                 let r = soak.pod_cycle("tenant-a", kind).await;
                 soak.runsc.set_rules(&[])?;
                 r
-            }
-            Kind::ContainerStartFails | Kind::ExecFails => {
-                soak.keeper_cycle(&keeper, &keeper_id, kind).await
             }
         };
         let entry = by_kind.entry(kind).or_default();
