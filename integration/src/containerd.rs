@@ -451,6 +451,16 @@ impl Containerd {
         tail(&self.paths.log, LOG_TAIL_LINES)
     }
 
+    /// A test's failure message: the error, containerd's last log lines, then the error again.
+    /// A CI report that keeps only the head and the tail of a long output still shows it (a
+    /// message with the log first and the error last lost the error that way).
+    pub fn failure_report(&self, error: &dyn std::fmt::Display) -> String {
+        format!(
+            "{error}\n\ncontainerd log, last {LOG_TAIL_LINES} lines:\n{}\nend of containerd log; the failure: {error}",
+            self.log_tail()
+        )
+    }
+
     /// Stops containerd only (SIGTERM, then SIGKILL after 15 s), leaving shims and containers
     /// running, and starts it again on the same directories and config.
     pub async fn restart(&mut self) -> Result<()> {

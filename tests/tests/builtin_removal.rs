@@ -57,7 +57,7 @@ async fn racing_stops_and_removes_of_a_pod_all_succeed() -> Result<()> {
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    let result = result.map_err(|e| e.context(format!("containerd log:\n{}", h.log_tail())));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
     h.shutdown().await?;
     result
 }

@@ -27,10 +27,7 @@ async fn daemonset_image_installs_into_a_host_root() -> Result<()> {
         .await
         .context("start containerd")?;
     let r = run(&h).await;
-    if r.is_err() {
-        eprintln!("containerd log:\n{}", h.log_tail());
-    }
-    r?;
+    r.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))))?;
     h.shutdown().await?;
     Ok(())
 }

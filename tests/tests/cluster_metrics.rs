@@ -22,10 +22,7 @@ async fn prometheus_scrapes_decisions_across_a_rotation() -> Result<()> {
         .await
         .context("start containerd")?;
     let r = run(&h).await;
-    if r.is_err() {
-        eprintln!("containerd log:\n{}", h.log_tail());
-    }
-    r?;
+    r.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))))?;
     h.shutdown().await?;
     Ok(())
 }

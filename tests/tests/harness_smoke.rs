@@ -33,7 +33,7 @@ async fn harness_runs_a_pod_on_plain_runc_and_cleans_up() -> Result<()> {
     let result = exercise(&h).await;
     let (pids, uid) = match result {
         Ok(r) => r,
-        Err(e) => return Err(e.context(format!("containerd log:\n{}", h.log_tail()))),
+        Err(e) => return Err(anyhow::anyhow!(h.failure_report(&format!("{e:#}")))),
     };
 
     let kubelet_dir =
@@ -275,7 +275,7 @@ async fn harness_restart_keeps_pods_and_crash_teardown_cleans_up() -> Result<()>
     let out = cri
         .exec_sync(&cid, &["echo", "still-here"], LONG)
         .await
-        .with_context(|| format!("exec after restart; log:\n{}", h.log_tail()))?;
+        .map_err(|e| anyhow::anyhow!(h.failure_report(&format!("exec after restart: {e:#}"))))?;
     ensure!(out.stdout.trim() == "still-here", "{out:?}");
     ensure!(procs::alive(c_pid), "container died across the restart");
 
@@ -474,10 +474,9 @@ async fn harness_standin_handler_serves_pods_under_its_own_name_standin() -> Res
     let mut daemons = Vec::new();
     for handler in ["kata-standin", "runc"] {
         let cfg = h.pod("smoke", handler).build();
-        let pod_id = cri
-            .run_pod_with_handler(&cfg, handler)
-            .await
-            .with_context(|| format!("run pod on {handler}; log:\n{}", h.log_tail()))?;
+        let pod_id = cri.run_pod_with_handler(&cfg, handler).await.map_err(|e| {
+            anyhow::anyhow!(h.failure_report(&format!("run pod on {handler}: {e:#}")))
+        })?;
         let pause = cri.pod_pid(&pod_id).await?;
         let daemon = procs::ppid(pause).context("pause has no parent")?;
         let exe = procs::exe(daemon).context("daemon exe")?;
