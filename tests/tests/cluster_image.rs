@@ -35,9 +35,12 @@ async fn daemonset_image_installs_into_a_host_root() -> Result<()> {
 async fn run(h: &Containerd) -> Result<()> {
     let bin_dir = binaries::router_bin_dir().context("router binaries")?;
     let archive = h.dir().join("router-image.tar");
-    std::fs::write(&archive, routerimage::build(&bin_dir, IMAGE)?)?;
-    h.ctr(router_integration::K8S_NAMESPACE).import(&archive)?;
-    std::fs::remove_file(&archive)?;
+    let image = routerimage::build(&bin_dir, IMAGE).context("build the router image")?;
+    std::fs::write(&archive, image).with_context(|| format!("write {}", archive.display()))?;
+    h.ctr(router_integration::K8S_NAMESPACE)
+        .import(&archive)
+        .context("ctr import of the router image")?;
+    std::fs::remove_file(&archive).context("remove the image archive")?;
     let cri = h.cri();
     let deadline = std::time::Instant::now() + LONG;
     while !cri.list_images().await?.iter().any(|i| i.contains(IMAGE)) {
