@@ -453,10 +453,11 @@ impl Containerd {
 
     /// A test's failure message: the error, containerd's last log lines, then the error again.
     /// A CI report that keeps only the head and the tail of a long output still shows it (a
-    /// message with the log first and the error last lost the error that way).
+    /// message with the log first and the error last lost the error that way). The error is
+    /// written with `{:#}`, which for an `anyhow::Error` is its whole chain on one line.
     pub fn failure_report(&self, error: &dyn std::fmt::Display) -> String {
         format!(
-            "{error}\n\ncontainerd log, last {LOG_TAIL_LINES} lines:\n{}\nend of containerd log; the failure: {error}",
+            "{error:#}\n\ncontainerd log, last {LOG_TAIL_LINES} lines:\n{}\nend of containerd log; the failure: {error:#}",
             self.log_tail()
         )
     }

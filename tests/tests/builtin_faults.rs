@@ -48,7 +48,7 @@ async fn start_faults() -> Result<Faults> {
 /// The end of every case: its error carries containerd's log; the teardown (whose leak check
 /// must pass too) runs either way.
 async fn finish(f: Faults, result: Result<()>) -> Result<()> {
-    let result = result.map_err(|e| anyhow::anyhow!(f.h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(f.h.failure_report(&e)));
     let teardown = f.h.shutdown().await;
     match (result, teardown) {
         (Err(e), Err(t)) => Err(e.context(format!("teardown: {t}"))),

@@ -19,7 +19,7 @@ where
     let h = std::sync::Arc::new(start().await?);
     let result = f(h.clone()).await;
     let h = std::sync::Arc::try_unwrap(h).map_err(|_| anyhow::anyhow!("harness still shared"))?;
-    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
     result
 }

@@ -57,7 +57,7 @@ fn pod_state_is_in_its_own_root(h: &Containerd, pod_id: &str, ids: &[&str]) -> R
 async fn gvisor_pod_two_containers_exit_codes_exec_logs_cleanup() -> Result<()> {
     let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
     let result = exercise(&h).await;
-    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
     result
 }
@@ -174,7 +174,7 @@ async fn gvisor_sandbox_killed_is_reported_as_container_exits() -> Result<()> {
         Ok(())
     }
     .await;
-    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
     result
 }

@@ -17,7 +17,7 @@ async fn gvisor_pod_uses_its_cni_network_namespace() -> Result<()> {
     // The harness leases a documentation subnet that overlaps no route of this host.
     let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
     let result = exercise(&h).await;
-    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
     result
 }

@@ -134,7 +134,7 @@ async fn pod_with_two_containers_on_one_daemon_logs_exec_exit_codes_stats() -> R
         Ok(())
     }
     .await;
-    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
     result
 }

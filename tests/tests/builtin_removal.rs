@@ -57,7 +57,7 @@ async fn racing_stops_and_removes_of_a_pod_all_succeed() -> Result<()> {
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
     result
 }

@@ -11,7 +11,7 @@ use router_integration::{leaks, procs, ContainerSpec, Containerd, K8S_NAMESPACE}
 async fn restart_case(crash: bool) -> Result<()> {
     let mut h = start().await?;
     let result = exercise(&mut h, crash).await;
-    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
     result
 }
@@ -166,7 +166,7 @@ async fn killed_daemon_is_cleaned_up_by_delete() -> Result<()> {
         Ok(())
     }
     .await;
-    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))));
+    let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
     result
 }

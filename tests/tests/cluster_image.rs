@@ -27,7 +27,7 @@ async fn daemonset_image_installs_into_a_host_root() -> Result<()> {
         .await
         .context("start containerd")?;
     let r = run(&h).await;
-    r.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))))?;
+    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
     h.shutdown().await?;
     Ok(())
 }

@@ -23,7 +23,7 @@ async fn install_on_containerd_1_6_then_uninstall_restores_byte_for_byte() -> Re
     opts.router_handler = false;
     let mut h = Containerd::start(opts).await.context("start containerd")?;
     let r = run(&mut h, "config version 2").await;
-    r.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))))?;
+    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
     h.shutdown().await?;
     Ok(())
 }
@@ -193,7 +193,7 @@ async fn install_on_containerd_2_x_config_version_3_then_uninstall_restores_byte
         run(&mut h, "config version 3").await
     }
     .await;
-    r.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))))?;
+    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
     h.shutdown().await?;
     Ok(())
 }

@@ -22,7 +22,7 @@ async fn prometheus_scrapes_decisions_across_a_rotation() -> Result<()> {
         .await
         .context("start containerd")?;
     let r = run(&h).await;
-    r.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))))?;
+    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
     h.shutdown().await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ async fn configmap_rollout_keeps_last_good_policy_and_metrics_match_audit() -> R
         .await
         .context("start containerd")?;
     let r = run(&h).await;
-    r.map_err(|e| anyhow::anyhow!(h.failure_report(&format!("{e:#}"))))?;
+    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
     h.shutdown().await?;
     Ok(())
 }

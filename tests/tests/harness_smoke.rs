@@ -33,7 +33,7 @@ async fn harness_runs_a_pod_on_plain_runc_and_cleans_up() -> Result<()> {
     let result = exercise(&h).await;
     let (pids, uid) = match result {
         Ok(r) => r,
-        Err(e) => return Err(anyhow::anyhow!(h.failure_report(&format!("{e:#}")))),
+        Err(e) => return Err(anyhow::anyhow!(h.failure_report(&e))),
     };
 
     let kubelet_dir =

@@ -362,7 +362,7 @@ pub async fn remove_pod(fx: &Fixture, cri: &CriClient, pod_id: &str) -> Result<(
 
 /// Adds containerd's log tail to an error.
 pub fn with_log<T>(fx: &Fixture, r: Result<T>) -> Result<T> {
-    r.map_err(|e| anyhow::anyhow!(fx.h.failure_report(&format!("{e:#}"))))
+    r.map_err(|e| anyhow::anyhow!(fx.h.failure_report(&e)))
 }
 
 /// Whether a path is the harness's stand-in or the runc shim.
