@@ -110,6 +110,29 @@ async fn run(h: &Containerd) -> Result<()> {
             .is_err(),
         "host network must be refused"
     );
+    // The follower polls by path, so a file created and renamed away within one poll interval
+    // is never opened (stop 17's run 4 rotated 150 ms after the first line and lost both lines).
+    // logrotate rotates a file that has been followed for a while: wait until both are counted.
+    let (pre, deadline) = (
+        audit_lines(&audit)?,
+        Instant::now() + Duration::from_secs(30),
+    );
+    let pre_want = expected_counts(&pre);
+    ensure!(
+        pre_want.values().sum::<u64>() == 2,
+        "audit before rotation: {pre:?}"
+    );
+    loop {
+        let (_, body) = http_get(&target, "/metrics")?;
+        if parsed_counts(&body)? == pre_want {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{body}\nwant before rotation {pre_want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // logrotate: rename; the router's next start creates a new file
     let rotated = h.dir().join("audit/decisions.jsonl.1");
     std::fs::rename(&audit, &rotated)?;

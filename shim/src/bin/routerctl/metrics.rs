@@ -13,6 +13,8 @@
 //! the file (the next `start` creates a new one) the old file is read to its end, kept open for
 //! late writers until the following rotation, and the new file is read from its start. So every
 //! line counts exactly once. A file that shrinks in place (copytruncate) is read again from 0.
+//! The log is polled by path (`--interval-ms`): a file created and renamed away between two
+//! polls is never opened, so its lines are not counted.
 
 use std::collections::BTreeMap;
 use std::fs::File;
