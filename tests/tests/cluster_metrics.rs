@@ -62,8 +62,29 @@ fn start_prometheus(dir: &std::path::Path, target: &str) -> Result<(Proc, String
     bail!("no free port for prometheus")
 }
 
+/// `runtime_router_decisions_total` samples: label set → count.
+type Counts = std::collections::BTreeMap<String, u64>;
+
+/// Calls `read` every `every` until it returns `want` or `timeout` has passed; returns the last
+/// counts read. An error from `read` ends the wait.
+async fn until_counts(
+    want: &Counts,
+    timeout: Duration,
+    every: Duration,
+    mut read: impl FnMut() -> Result<Counts>,
+) -> Result<Counts> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = read()?;
+        if &got == want || Instant::now() > deadline {
+            return Ok(got);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Prometheus's current `runtime_router_decisions_total` series as label set → value.
-fn query(addr: &str) -> Result<std::collections::BTreeMap<String, u64>> {
+fn query(addr: &str) -> Result<Counts> {
     let (status, body) = http_get(addr, "/api/v1/query?query=runtime_router_decisions_total")?;
     ensure!(status.contains("200"), "{status}: {body}");
     let v: Value = serde_json::from_str(&body)?;
@@ -111,28 +132,25 @@ async fn run(h: &Containerd) -> Result<()> {
         "host network must be refused"
     );
     // The follower polls by path, so a file created and renamed away within one poll interval
-    // is never opened (stop 17's run 4 rotated 150 ms after the first line and lost both lines).
-    // logrotate rotates a file that has been followed for a while: wait until both are counted.
-    let (pre, deadline) = (
-        audit_lines(&audit)?,
-        Instant::now() + Duration::from_secs(30),
-    );
+    // is never opened. logrotate rotates a file that has been followed for a while: wait until
+    // the lines already written are counted.
+    let pre = audit_lines(&audit)?;
     let pre_want = expected_counts(&pre);
     ensure!(
         pre_want.values().sum::<u64>() == 2,
         "audit before rotation: {pre:?}"
     );
-    loop {
-        let (_, body) = http_get(&target, "/metrics")?;
-        if parsed_counts(&body)? == pre_want {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{body}\nwant before rotation {pre_want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let pre_got = until_counts(
+        &pre_want,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || parsed_counts(&http_get(&target, "/metrics")?.1),
+    )
+    .await?;
+    ensure!(
+        pre_got == pre_want,
+        "/metrics before rotation: {pre_got:?}\nwant {pre_want:?}"
+    );
     // logrotate: rename; the router's next start creates a new file
     let rotated = h.dir().join("audit/decisions.jsonl.1");
     std::fs::rename(&audit, &rotated)?;
@@ -155,14 +173,14 @@ async fn run(h: &Containerd) -> Result<()> {
 
     // a real Prometheus server scrapes it
     let (prom, prom_addr) = start_prometheus(&h.dir().join("prometheus"), &target)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let got = loop {
-        let got = query(&prom_addr).unwrap_or_default();
-        if got == want || Instant::now() > deadline {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    // a query that fails counts as nothing seen yet
+    let got = until_counts(
+        &want,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || Ok(query(&prom_addr).unwrap_or_default()),
+    )
+    .await?;
     drop(prom);
     ensure!(got == want, "prometheus sees {got:?}\naudit {want:?}");
     drop(metrics);
