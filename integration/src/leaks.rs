@@ -395,7 +395,13 @@ fn runtime_state(scope: &Scope, ids: &BTreeSet<String>) -> Vec<String> {
             let path = root.join(&name);
             let ours = ids.iter().any(|id| name.starts_with(id.as_str()));
             if ours || names_harness(&path, &dir) {
-                out.push(format!("runtime state {}", path.display()));
+                // a pod's own runsc root: say what kept it, so a leak report can be read
+                let held = if path.is_dir() {
+                    format!(" holding {:?}", dir_names(&path))
+                } else {
+                    String::new()
+                };
+                out.push(format!("runtime state {}{held}", path.display()));
             }
         }
     }

@@ -105,13 +105,53 @@ pub fn remove_pod_runtime_root(backend: &BuiltinBackend, namespace: &str, root: 
     if root == runtime_root(backend, namespace) {
         return;
     }
+    remove_dir_if_empty(root);
+}
+
+/// Removes a pod's own runtime root when its daemon exits holding no container: first the
+/// lock files that have no state file beside them, then the root if that left it empty.
+///
+/// Why: the cross-pod race described at [`pod_runtime_root`] also happens inside one pod.
+/// When a gVisor sandbox is killed, containerd deletes the sandbox task as soon as it sees its
+/// exit, while the pod's other containers are still being deleted; a `runsc delete` of one of
+/// them locks every container of the root and so re-creates the sandbox's lock file that the
+/// sandbox's delete had just removed. A lock without a state file names no container. With no
+/// container left in the daemon and the daemon no longer serving, no `runsc create` of this
+/// pod (which makes the lock before the state) can be under way, so such a lock is garbage.
+pub fn remove_exited_pod_runtime_root(backend: &BuiltinBackend, namespace: &str, root: &Path) {
+    if root == runtime_root(backend, namespace) {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let orphan = path.extension().is_some_and(|e| e == "lock")
+                && !path.with_extension("state").exists();
+            if orphan {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => log::info!("removed orphan runsc lock {}", path.display()),
+                    Err(e) => log::warn!("remove orphan runsc lock {}: {e}", path.display()),
+                }
+            }
+        }
+    }
+    remove_dir_if_empty(root);
+}
+
+fn remove_dir_if_empty(root: &Path) {
     match std::fs::remove_dir(root) {
         Ok(()) => log::debug!("removed pod runtime root {}", root.display()),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
-            ) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+            let left: Vec<String> = std::fs::read_dir(root)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            log::info!("pod runtime root {} kept, holding {left:?}", root.display());
+        }
         Err(e) => log::warn!("remove pod runtime root {}: {e}", root.display()),
     }
 }
@@ -185,5 +225,37 @@ mod tests {
         remove_pod_runtime_root(&b, "ns", &pod);
         assert!(!pod.exists(), "an empty pod root goes");
         remove_pod_runtime_root(&b, "ns", &pod);
+    }
+
+    #[test]
+    fn an_exited_pod_root_loses_orphan_locks_but_not_live_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = BuiltinBackend {
+            runtime: "/usr/bin/runsc".into(),
+            runtime_args: vec![],
+        };
+        let pod = dir.path().join("sb1");
+        std::fs::create_dir(&pod).unwrap();
+        // a container that still exists: its lock and state stay
+        std::fs::write(pod.join("c1_sandbox:sb1.state"), "{}").unwrap();
+        std::fs::write(pod.join("c1_sandbox:sb1.lock"), "").unwrap();
+        // the sandbox's lock re-created after its delete: no state beside it
+        std::fs::write(pod.join("sb1_sandbox:sb1.lock"), "").unwrap();
+        remove_exited_pod_runtime_root(&b, "ns", &pod);
+        assert!(pod.join("c1_sandbox:sb1.state").exists());
+        assert!(
+            pod.join("c1_sandbox:sb1.lock").exists(),
+            "a live lock stays"
+        );
+        assert!(
+            !pod.join("sb1_sandbox:sb1.lock").exists(),
+            "an orphan lock goes"
+        );
+        std::fs::remove_file(pod.join("c1_sandbox:sb1.state")).unwrap();
+        remove_exited_pod_runtime_root(&b, "ns", &pod);
+        assert!(!pod.exists(), "only orphan locks left: the root goes");
+        // the shared root is never touched
+        let shared = runtime_root(&b, "ns");
+        remove_exited_pod_runtime_root(&b, "ns", &shared);
     }
 }

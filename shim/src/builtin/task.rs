@@ -219,6 +219,11 @@ impl Inner {
         self.containers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether every container of the pod has been deleted (or none was ever created).
+    pub fn holds_no_container(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     async fn publish<E: Event + MessageDyn>(&self, event: E) {
         let topic = event.topic();
         let ctx = ttrpc::context::with_timeout(0);
