@@ -12,7 +12,7 @@ use containerd_shim_protos::protobuf::Message;
 use super::ociruntime::OciRuntime;
 use super::{
     ensure_namespace, pod_runtime_root, remove_pod_runtime_root, rootfs, runtime_root,
-    BuiltinBackend, BuiltinError,
+    BuiltinBackend, BuiltinError, PodLocks,
 };
 use crate::args::ShimArgs;
 
@@ -53,7 +53,7 @@ pub fn delete(
         }
         Ok::<_, BuiltinError>(())
     })?;
-    remove_pod_runtime_root(backend, &args.namespace, &root);
+    remove_pod_runtime_root(backend, &args.namespace, &root, PodLocks::Keep);
     // `delete` looked at the daemon's socket before this cleanup; look again now that the
     // runtime is done with the task: a dead daemon's socket must not outlive its last task.
     match crate::stale::remove_dead_socket(args, sandbox_id) {

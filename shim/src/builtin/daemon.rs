@@ -17,8 +17,8 @@ use super::reaper::reaper;
 use super::runsc::glue::RunscRules;
 use super::task::{Inner, TaskService};
 use super::{
-    ensure_namespace, pod_runtime_root, remove_exited_pod_runtime_root, remove_pod_runtime_root,
-    BuiltinBackend, BuiltinError,
+    ensure_namespace, pod_runtime_root, remove_pod_runtime_root, BuiltinBackend, BuiltinError,
+    PodLocks,
 };
 use super::{ENV_RUNTIME, ENV_RUNTIME_ARGS};
 use crate::args::ShimArgs;
@@ -138,13 +138,14 @@ async fn serve(
     let _ = std::fs::remove_file(&path);
     inner.stop_watchers();
     // Empty once every container of the pod was deleted, but for lock files runsc may have
-    // re-created (see remove_exited_pod_runtime_root); left (for the dead-shim cleanup) if the
+    // re-created (see PodLocks::RemoveOrphans); left (for the dead-shim cleanup) if the
     // daemon exits with containers.
-    if inner.holds_no_container() {
-        remove_exited_pod_runtime_root(&backend, &args.namespace, &root);
+    let locks = if inner.holds_no_container() {
+        PodLocks::RemoveOrphans
     } else {
-        remove_pod_runtime_root(&backend, &args.namespace, &root);
-    }
+        PodLocks::Keep
+    };
+    remove_pod_runtime_root(&backend, &args.namespace, &root, locks);
     result
 }
 

@@ -98,44 +98,58 @@ pub fn pod_runtime_root(backend: &BuiltinBackend, namespace: &str, sandbox_id: &
     }
 }
 
-/// Removes a pod's own runtime root once it is empty (its last container deleted); the shared
-/// root is kept. A root still holding state is left, and reported by nothing here: the next
-/// delete of the pod tries again.
-pub fn remove_pod_runtime_root(backend: &BuiltinBackend, namespace: &str, root: &Path) {
+/// What [`remove_pod_runtime_root`] does with lock files in a pod's own root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodLocks {
+    /// Leave them: the pod may still have containers, or a `runsc create` may be under way.
+    Keep,
+    /// Remove the lock files that have no state file beside them first. Only for a daemon
+    /// exiting with no container left.
+    ///
+    /// Why: the cross-pod race described at [`pod_runtime_root`] also happens inside one pod.
+    /// When a gVisor sandbox is killed, containerd deletes the sandbox task as soon as it sees
+    /// its exit, while the pod's other containers are still being deleted; a `runsc delete` of
+    /// one of them locks every container of the root and so re-creates the sandbox's lock file
+    /// that the sandbox's delete had just removed. A lock without a state file names no
+    /// container. With no container left in the daemon and the daemon no longer serving, no
+    /// `runsc create` of this pod (which makes the lock before the state) can be under way, so
+    /// such a lock is garbage.
+    RemoveOrphans,
+}
+
+/// Removes a pod's own runtime root once it is empty (its last container deleted), after
+/// removing orphan locks if `locks` says so; the shared root is never touched. A root still
+/// holding state is left and logged: the next delete of the pod tries again.
+pub fn remove_pod_runtime_root(
+    backend: &BuiltinBackend,
+    namespace: &str,
+    root: &Path,
+    locks: PodLocks,
+) {
     if root == runtime_root(backend, namespace) {
         return;
+    }
+    if locks == PodLocks::RemoveOrphans {
+        remove_orphan_locks(root);
     }
     remove_dir_if_empty(root);
 }
 
-/// Removes a pod's own runtime root when its daemon exits holding no container: first the
-/// lock files that have no state file beside them, then the root if that left it empty.
-///
-/// Why: the cross-pod race described at [`pod_runtime_root`] also happens inside one pod.
-/// When a gVisor sandbox is killed, containerd deletes the sandbox task as soon as it sees its
-/// exit, while the pod's other containers are still being deleted; a `runsc delete` of one of
-/// them locks every container of the root and so re-creates the sandbox's lock file that the
-/// sandbox's delete had just removed. A lock without a state file names no container. With no
-/// container left in the daemon and the daemon no longer serving, no `runsc create` of this
-/// pod (which makes the lock before the state) can be under way, so such a lock is garbage.
-pub fn remove_exited_pod_runtime_root(backend: &BuiltinBackend, namespace: &str, root: &Path) {
-    if root == runtime_root(backend, namespace) {
+fn remove_orphan_locks(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
         return;
-    }
-    if let Ok(entries) = std::fs::read_dir(root) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let orphan = path.extension().is_some_and(|e| e == "lock")
-                && !path.with_extension("state").exists();
-            if orphan {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => log::info!("removed orphan runsc lock {}", path.display()),
-                    Err(e) => log::warn!("remove orphan runsc lock {}: {e}", path.display()),
-                }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let orphan =
+            path.extension().is_some_and(|e| e == "lock") && !path.with_extension("state").exists();
+        if orphan {
+            match std::fs::remove_file(&path) {
+                Ok(()) => log::info!("removed orphan runsc lock {}", path.display()),
+                Err(e) => log::warn!("remove orphan runsc lock {}: {e}", path.display()),
             }
         }
     }
-    remove_dir_if_empty(root);
 }
 
 fn remove_dir_if_empty(root: &Path) {
@@ -177,6 +191,13 @@ fn ensure_namespace(args: &ShimArgs) -> Result<(), BuiltinError> {
 mod tests {
     use super::*;
 
+    fn runsc_backend() -> BuiltinBackend {
+        BuiltinBackend {
+            runtime: "/usr/bin/runsc".into(),
+            runtime_args: vec![],
+        }
+    }
+
     #[test]
     fn runtime_root_is_per_runtime_and_namespace() {
         let b = BuiltinBackend {
@@ -196,10 +217,7 @@ mod tests {
 
     #[test]
     fn runsc_pods_get_a_root_of_their_own() {
-        let b = BuiltinBackend {
-            runtime: "/usr/bin/runsc".into(),
-            runtime_args: vec![],
-        };
+        let b = runsc_backend();
         assert_eq!(
             pod_runtime_root(&b, "k8s.io", "sb1"),
             PathBuf::from("/run/runtime-router/runsc/k8s.io/sb1")
@@ -209,31 +227,25 @@ mod tests {
     #[test]
     fn a_pod_root_goes_when_empty_and_the_shared_root_stays() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let b = BuiltinBackend {
-            runtime: "/usr/bin/runsc".into(),
-            runtime_args: vec![],
-        };
+        let b = runsc_backend();
         let shared = runtime_root(&b, "ns");
         // the shared root is never removed, even when empty
-        remove_pod_runtime_root(&b, "ns", &shared);
+        remove_pod_runtime_root(&b, "ns", &shared, PodLocks::Keep);
         let pod = dir.path().join("sb1");
         std::fs::create_dir(&pod).unwrap();
         std::fs::write(pod.join("c1_sandbox:sb1.state"), "{}").unwrap();
-        remove_pod_runtime_root(&b, "ns", &pod);
+        remove_pod_runtime_root(&b, "ns", &pod, PodLocks::Keep);
         assert!(pod.exists(), "a root holding state stays");
         std::fs::remove_file(pod.join("c1_sandbox:sb1.state")).unwrap();
-        remove_pod_runtime_root(&b, "ns", &pod);
+        remove_pod_runtime_root(&b, "ns", &pod, PodLocks::Keep);
         assert!(!pod.exists(), "an empty pod root goes");
-        remove_pod_runtime_root(&b, "ns", &pod);
+        remove_pod_runtime_root(&b, "ns", &pod, PodLocks::Keep);
     }
 
     #[test]
     fn an_exited_pod_root_loses_orphan_locks_but_not_live_state() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let b = BuiltinBackend {
-            runtime: "/usr/bin/runsc".into(),
-            runtime_args: vec![],
-        };
+        let b = runsc_backend();
         let pod = dir.path().join("sb1");
         std::fs::create_dir(&pod).unwrap();
         // a container that still exists: its lock and state stay
@@ -241,7 +253,7 @@ mod tests {
         std::fs::write(pod.join("c1_sandbox:sb1.lock"), "").unwrap();
         // the sandbox's lock re-created after its delete: no state beside it
         std::fs::write(pod.join("sb1_sandbox:sb1.lock"), "").unwrap();
-        remove_exited_pod_runtime_root(&b, "ns", &pod);
+        remove_pod_runtime_root(&b, "ns", &pod, PodLocks::RemoveOrphans);
         assert!(pod.join("c1_sandbox:sb1.state").exists());
         assert!(
             pod.join("c1_sandbox:sb1.lock").exists(),
@@ -252,10 +264,10 @@ mod tests {
             "an orphan lock goes"
         );
         std::fs::remove_file(pod.join("c1_sandbox:sb1.state")).unwrap();
-        remove_exited_pod_runtime_root(&b, "ns", &pod);
+        remove_pod_runtime_root(&b, "ns", &pod, PodLocks::RemoveOrphans);
         assert!(!pod.exists(), "only orphan locks left: the root goes");
         // the shared root is never touched
         let shared = runtime_root(&b, "ns");
-        remove_exited_pod_runtime_root(&b, "ns", &shared);
+        remove_pod_runtime_root(&b, "ns", &shared, PodLocks::RemoveOrphans);
     }
 }

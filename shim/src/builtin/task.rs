@@ -244,7 +244,7 @@ impl Inner {
             if only_if_never_created && me.ever_created.load(Ordering::SeqCst) {
                 return;
             }
-            if me.lock().is_empty() {
+            if me.holds_no_container() {
                 log::info!("no container left: exiting");
                 me.exit.notify_one();
             }
