@@ -2,6 +2,12 @@
 //! it with the same argv, working directory, stdin, stderr and environment plus the backend's
 //! `env`. `start` runs it as a child and reads its reply (so a version-3 reply can be fronted by
 //! the relay, `crate::relay`); `delete` replaces this process with it.
+//!
+//! While a delegate's `start` runs, the router's `start` is a child subreaper: the shim daemon
+//! the delegate spawns is re-parented to the router when the delegate exits. If the router then
+//! refuses the pod (a reply it cannot classify, a relay that cannot start), [`stop_orphans`]
+//! ends exactly those daemons; on success the router exits and they are re-parented onwards as
+//! they would have been without it.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -128,6 +134,10 @@ pub fn run_start(
         binary: binary.to_owned(),
         why,
     };
+    // what the delegate leaves running becomes ours, so a refusal can end it (stop_orphans)
+    if let Err(e) = crate::sys::set_child_subreaper() {
+        log::warn!("cannot become a child subreaper: {e}");
+    }
     let mut child = Command::new(binary)
         .args(argv)
         .envs(env)
@@ -197,6 +207,64 @@ pub fn run_start(
         });
     }
     Ok(reply)
+}
+
+/// Ends the processes re-parented to this `start` (the daemons a delegate's `start` left
+/// behind, see the module doc): SIGKILL, then reaped. Returns their pids. Only this process's
+/// own children are touched: a pod's existing shim, which a container's `start` merely names,
+/// is never our child.
+pub fn stop_orphans() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let pids = children_of(me);
+    for &pid in &pids {
+        match crate::sys::send_signal(pid, libc::SIGKILL as u32) {
+            Ok(()) => {
+                let _ = crate::sys::wait_child(pid);
+                log::debug!("stopped {pid}, left running by a refused delegate");
+            }
+            Err(e) => log::warn!("cannot stop {pid}, left running by a refused delegate: {e}"),
+        }
+    }
+    pids
+}
+
+/// Removes the socket file of `address` (`unix://PATH`) if nothing listens there any more (a
+/// killed Go shim leaves it behind). A socket that still answers is left alone.
+pub fn remove_dead_socket(address: &str) {
+    let Some(path) = address.strip_prefix("unix://") else {
+        return;
+    };
+    let path = Path::new(path);
+    let is_socket = std::fs::symlink_metadata(path)
+        .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        .unwrap_or(false);
+    if is_socket
+        && matches!(
+            std::os::unix::net::UnixStream::connect(path),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+        )
+    {
+        match std::fs::remove_file(path) {
+            Ok(()) => log::debug!("removed the dead delegate socket {}", path.display()),
+            Err(e) => log::warn!("cannot remove the dead delegate socket {}: {e}", path.display()),
+        }
+    }
+}
+
+/// The pids whose parent is `ppid` (from `/proc/<pid>/stat`; the field after the command name,
+/// which may itself hold spaces and parentheses, so it is read after the last `)`).
+fn children_of(ppid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = &stat[stat.rfind(')')? + 1..];
+        let parent: i32 = after.split_whitespace().nth(1)?.parse().ok()?;
+        (parent == ppid).then_some(pid)
+    })
+    .collect()
 }
 
 #[cfg(test)]

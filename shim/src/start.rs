@@ -28,7 +28,7 @@ use router_core::{Decision, Inputs, Refusal, Role};
 use crate::args::ShimArgs;
 use crate::audit::{self, AuditEntry, Denial};
 use crate::backend::{self, BackendError};
-use crate::containerd_compat::BootstrapReply;
+use crate::containerd_compat;
 use crate::handoff::{self, HandoffError};
 use crate::record::{self, DecisionRecord, RecordError, RecordedBackend, RECORD_VERSION};
 use crate::records::{RecordStore, StoreError};
@@ -500,8 +500,11 @@ fn act(ctx: &Ctx<'_>, env: &Env, routed: Routed) -> Result<String, StartError> {
 }
 
 /// Run the shim backend's `start` and give containerd a reply that brings every container of
-/// the pod back to the router: the delegate's own reply if it is version 2 (plain address or
-/// JSON version 2), else the address of the pod's task API relay (`crate::relay`).
+/// the pod back to the router: the delegate's own address if its reply is version 2, else the
+/// address of the pod's task API relay (`crate::relay`). The reply is classified in whichever
+/// encoding it came (`containerd_compat::classify`) and containerd is given the router's own
+/// plain reply, never the delegate's bytes: a reply that cannot be classified refuses the pod,
+/// and whatever the delegate left running is stopped.
 fn hand_off(
     args: &ShimArgs,
     bundle: &Path,
@@ -520,24 +523,32 @@ fn hand_off(
             &rec.sandbox_id,
         )?);
     }
-    let out = handoff::run_start(&rec.backend, binary, &args.raw, env)?;
-    let reply = BootstrapReply::parse(&out).ok_or_else(|| HandoffError::BadReply {
-        backend: rec.backend.clone(),
-        binary: binary.to_owned(),
-        why: "printed no address".into(),
-    })?;
-    let delegate = match relay::front_for(&rec.backend, &reply) {
-        Ok(Front::PassThrough) => return Ok(String::from_utf8_lossy(&out).into_owned()),
-        Ok(Front::Relay(delegate)) => delegate,
+    let out = match handoff::run_start(&rec.backend, binary, &args.raw, env) {
+        Ok(out) => out,
         Err(e) => {
-            if rec.role == "sandbox" {
-                stop_started_delegate(&reply, &args.id);
-            }
+            stop_refused_delegate(bundle, None, &args.id);
             return Err(e.into());
         }
     };
+    let reply = match containerd_compat::classify(&out) {
+        Ok(reply) => reply,
+        Err(e) => {
+            stop_refused_delegate(bundle, None, &args.id);
+            return Err(HandoffError::BadReply {
+                backend: rec.backend.clone(),
+                binary: binary.to_owned(),
+                why: e.to_string(),
+            }
+            .into());
+        }
+    };
+    let delegate = match relay::front_for(&reply) {
+        Front::PassThrough(address) => return Ok(containerd_compat::plain_reply(&address)),
+        Front::Relay(delegate) => delegate,
+    };
     if rec.role != "sandbox" {
         // a version-3 reply for a container of a pod whose sandbox was not relayed
+        stop_refused_delegate(bundle, None, &args.id);
         return Err(RelayError::OtherShim {
             backend: rec.backend.clone(),
             sandbox_id: rec.sandbox_id.clone(),
@@ -559,21 +570,34 @@ fn hand_off(
     });
     relayed.map_err(|e| {
         // The delegate started but containerd will never be told where: it must not stay.
-        stop_started_delegate(&reply, &args.id);
+        stop_refused_delegate(bundle, Some(&delegate), &args.id);
         e.into()
     })
 }
 
-/// Kills the delegate shim a failed `start` leaves running.
-fn stop_started_delegate(reply: &BootstrapReply, id: &str) {
-    let address = match reply {
-        BootstrapReply::Plain(a) => a,
-        BootstrapReply::Json { address, .. } => address,
+/// Stops what a delegate's `start` left running when the router refuses the pod after it: the
+/// daemons re-parented to this `start` (`handoff::stop_orphans`), a version-3 delegate named by
+/// its reply (asked its pid over its task API, in case containerd's retry found one already
+/// running), and the socket file a killed daemon leaves (the reply's address, or the
+/// `address` file a Go shim writes into the bundle when the reply could not be read).
+fn stop_refused_delegate(bundle: &Path, address: Option<&str>, id: &str) {
+    if let Some(address) = address {
+        match relay::stop_delegate(address, id) {
+            Ok(Some(pid)) => log::debug!("stopped delegate shim {pid} at {address}"),
+            Ok(None) => {}
+            Err(e) => log::warn!("could not stop the delegate shim at {address}: {e}"),
+        }
+    }
+    handoff::stop_orphans();
+    let from_bundle = || {
+        safefile::read_limited(&bundle.join("address"), 4096, false)
+            .ok()
+            .flatten()
+            .and_then(|b| containerd_compat::classify(&b).ok())
+            .map(|r| r.address)
     };
-    match relay::stop_delegate(address, id) {
-        Ok(Some(pid)) => log::debug!("stopped delegate shim {pid} at {address}"),
-        Ok(None) => {}
-        Err(e) => log::warn!("could not stop the delegate shim at {address}: {e}"),
+    if let Some(address) = address.map(str::to_owned).or_else(from_bundle) {
+        handoff::remove_dead_socket(&address);
     }
 }
 

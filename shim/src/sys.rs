@@ -71,6 +71,17 @@ pub fn reap_one() -> io::Result<Option<Reaped>> {
     }
 }
 
+/// Wait for our child `pid` to exit (blocking), so it leaves no zombie.
+pub fn wait_child(pid: i32) -> io::Result<()> {
+    loop {
+        match nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(nix_io(e)),
+        }
+    }
+}
+
 /// Send signal number `sig` to `pid`.
 pub fn send_signal(pid: i32, sig: u32) -> io::Result<()> {
     if pid <= 0 {

@@ -31,12 +31,6 @@ pub const ENV_RELAY_TO: &str = "RUNTIME_ROUTER_RELAY_TO";
 /// The relay could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("backend `{backend}` answered bootstrap protocol {version} over `{protocol}`; the router can only relay ttrpc, and must not let containerd skip its `start` for the pod's containers")]
-    Protocol {
-        backend: String,
-        version: u32,
-        protocol: String,
-    },
     #[error("backend `{backend}`: the pod's relay for sandbox {sandbox_id} is not running ({address}: {reason})")]
     NoRelay {
         backend: String,
@@ -57,32 +51,20 @@ pub enum RelayError {
 /// What `start` does with a delegate's reply.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Front {
-    /// The reply keeps containers coming back to `start` (plain address or JSON version 2):
-    /// give it to containerd unchanged.
-    PassThrough,
+    /// A version-2 reply keeps containers coming back to `start`: containerd is given its
+    /// address (re-encoded by the router, never the delegate's bytes).
+    PassThrough(String),
     /// A version-3 reply: containerd must be given a relay instead; this is the delegate's
     /// address to front.
     Relay(String),
 }
 
-/// Decides what a delegate's `start` reply needs.
-pub fn front_for(backend: &str, reply: &BootstrapReply) -> Result<Front, RelayError> {
-    match reply {
-        BootstrapReply::Json {
-            version,
-            address,
-            protocol,
-        } if reply.skips_container_start() => {
-            if protocol != "ttrpc" && !protocol.is_empty() {
-                return Err(RelayError::Protocol {
-                    backend: backend.to_owned(),
-                    version: *version,
-                    protocol: protocol.clone(),
-                });
-            }
-            Ok(Front::Relay(address.clone()))
-        }
-        _ => Ok(Front::PassThrough),
+/// Decides what a delegate's classified `start` reply needs.
+pub fn front_for(reply: &BootstrapReply) -> Front {
+    if reply.skips_container_start() {
+        Front::Relay(reply.address.clone())
+    } else {
+        Front::PassThrough(reply.address.clone())
     }
 }
 
@@ -230,24 +212,24 @@ mod tests {
 
     #[test]
     fn only_version_3_replies_need_a_relay() {
-        let plain = BootstrapReply::parse(b"unix:///run/containerd/s/abc").unwrap();
-        assert_eq!(front_for("b", &plain).unwrap(), Front::PassThrough);
-        let v2 =
-            BootstrapReply::parse(br#"{"version":2,"address":"unix:///x","protocol":"ttrpc"}"#)
-                .unwrap();
-        assert_eq!(front_for("b", &v2).unwrap(), Front::PassThrough);
-        let v3 =
-            BootstrapReply::parse(br#"{"version":3,"address":"unix:///x","protocol":"ttrpc"}"#)
-                .unwrap();
+        let classify = |b: &[u8]| crate::containerd_compat::classify(b).unwrap();
+        let plain = classify(b"unix:///run/containerd/s/abc");
         assert_eq!(
-            front_for("b", &v3).unwrap(),
-            Front::Relay("unix:///x".into())
+            front_for(&plain),
+            Front::PassThrough("unix:///run/containerd/s/abc".into())
         );
-        let grpc =
-            BootstrapReply::parse(br#"{"version":3,"address":"unix:///x","protocol":"grpc"}"#)
-                .unwrap();
-        let e = front_for("kata", &grpc).unwrap_err().to_string();
-        assert!(e.contains("`kata`") && e.contains("grpc"), "{e}");
+        let v2 = classify(br#"{"version":2,"address":"unix:///x","protocol":"ttrpc"}"#);
+        assert_eq!(front_for(&v2), Front::PassThrough("unix:///x".into()));
+        let v3 = classify(br#"{"version":3,"address":"unix:///x","protocol":"ttrpc"}"#);
+        assert_eq!(front_for(&v3), Front::Relay("unix:///x".into()));
+        let proto3 = crate::containerd_compat::bootstrap::encode_result(
+            &crate::containerd_compat::bootstrap::BootstrapResult {
+                version: 3,
+                address: "unix:///y".into(),
+                protocol: "ttrpc".into(),
+            },
+        );
+        assert_eq!(front_for(&classify(&proto3)), Front::Relay("unix:///y".into()));
     }
 
     #[test]
