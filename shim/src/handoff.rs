@@ -210,22 +210,54 @@ pub fn run_start(
 }
 
 /// Ends the processes re-parented to this `start` (the daemons a delegate's `start` left
-/// behind, see the module doc): SIGKILL, then reaped. Returns their pids. Only this process's
-/// own children are touched: a pod's existing shim, which a container's `start` merely names,
-/// is never our child.
+/// behind, see the module doc): SIGKILL, then reaped, then the socket files they were bound to
+/// are removed once nothing answers there (a killed Go shim leaves its socket, and containerd
+/// 2.x's runc shim names it nowhere in the bundle). Returns their pids. Only this process's own
+/// children are touched: a pod's existing shim, which a container's `start` merely names, is
+/// never our child.
 pub fn stop_orphans() -> Vec<i32> {
     let me = std::process::id() as i32;
     let pids = children_of(me);
     for &pid in &pids {
+        let sockets = bound_sockets(pid);
         match crate::sys::send_signal(pid, libc::SIGKILL as u32) {
             Ok(()) => {
                 let _ = crate::sys::wait_child(pid);
                 log::debug!("stopped {pid}, left running by a refused delegate");
+                for path in sockets {
+                    remove_dead_socket(&format!("unix://{path}"));
+                }
             }
             Err(e) => log::warn!("cannot stop {pid}, left running by a refused delegate: {e}"),
         }
     }
     pids
+}
+
+/// The filesystem paths of the unix sockets `pid` holds open (its `socket:[inode]` descriptors
+/// looked up in `/proc/net/unix`).
+fn bound_sockets(pid: i32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: std::collections::BTreeSet<String> = fds
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.ok()?.path()).ok()?;
+            let link = link.to_str()?;
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // Num RefCount Protocol Flags Type St Inode [Path]
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let path = cols.get(7)?;
+            (inodes.contains(*cols.get(6)?) && path.starts_with('/')).then(|| (*path).to_owned())
+        })
+        .collect()
 }
 
 /// Removes the socket file of `address` (`unix://PATH`) if nothing listens there any more (a

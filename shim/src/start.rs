@@ -576,10 +576,10 @@ fn hand_off(
 }
 
 /// Stops what a delegate's `start` left running when the router refuses the pod after it: the
-/// daemons re-parented to this `start` (`handoff::stop_orphans`), a version-3 delegate named by
-/// its reply (asked its pid over its task API, in case containerd's retry found one already
-/// running), and the socket file a killed daemon leaves (the reply's address, or the
-/// `address` file a Go shim writes into the bundle when the reply could not be read).
+/// daemons re-parented to this `start` and their sockets (`handoff::stop_orphans`), a version-3
+/// delegate named by its reply (asked its pid over its task API, in case containerd's retry
+/// found one already running), and the socket file a killed daemon leaves (the reply's address,
+/// or the `address` file a containerd 1.x Go shim writes into the bundle).
 fn stop_refused_delegate(bundle: &Path, address: Option<&str>, id: &str) {
     if let Some(address) = address {
         match relay::stop_delegate(address, id) {
