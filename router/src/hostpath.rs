@@ -4,8 +4,14 @@
 //! An `allowed_host_paths` entry ending in `/` allows only paths strictly below it
 //! (`/var/lib/kubelet/pods/` allows `/var/lib/kubelet/pods/<uid>/volumes/...` but not the
 //! directory holding every pod); an entry without the trailing `/` allows the path itself too.
-//! Symlinks are not resolved (the decision does no I/O): the allowed directories are owned by
-//! kubelet and containerd, not by pods.
+//! Symlinks are not resolved here (the decision does no I/O): `start` walks every source that an
+//! entry allows from that entry's directory without following a symlink, before deciding, and
+//! gives the decision what it found (`Inputs::host`): an allowed directory such as an emptyDir
+//! volume is written by the pod itself.
+//!
+//! Below every entry lies a floor no policy opens ([`reaches`]): for a tenant that denies
+//! `host-path`, a source that reaches containerd's socket, state or root dir, the router's state,
+//! or the policy and its cache is refused whatever the entries say.
 //!
 //! Entries are per pod: `{pod_uid}` and `{sandbox_id}` stand for the pod being decided (its
 //! Kubernetes uid, its sandbox id), so `/var/lib/kubelet/pods/{pod_uid}/` allows this pod's
@@ -44,10 +50,8 @@ pub fn normalize(path: &str) -> Option<String> {
 /// Whether `normalized` (output of `normalize`) is allowed by `entry`.
 pub fn allowed_by(normalized: &str, entry: &str) -> bool {
     let strictly_below = entry.ends_with('/');
+    // `/` allows everything below it (what the floor, `reaches`, does not forbid)
     let base = entry.trim_end_matches('/');
-    if base.is_empty() {
-        return false;
-    }
     match normalized.strip_prefix(base) {
         Some("") => !strictly_below,
         Some(rest) => rest.starts_with('/') && rest.len() > 1,
@@ -83,17 +87,49 @@ pub fn expand(entry: &str, ids: PodIds<'_>) -> Option<String> {
 /// Whether the host path `source` is inside one of the `allowed` entries, placeholders expanded
 /// for the pod `ids`.
 pub fn is_allowed_for<S: AsRef<str>>(source: &str, allowed: &[S], ids: PodIds<'_>) -> bool {
-    let Some(n) = normalize(source) else {
-        return false;
-    };
-    allowed.iter().any(|e| {
+    allowing_entry(source, allowed, ids).is_some()
+}
+
+/// The first entry of `allowed` (placeholders expanded for `ids`) that allows `source`.
+pub fn allowing_entry<S: AsRef<str>>(
+    source: &str,
+    allowed: &[S],
+    ids: PodIds<'_>,
+) -> Option<String> {
+    let n = normalize(source)?;
+    allowed.iter().find_map(|e| {
         let e = e.as_ref();
-        if e.contains('{') {
-            expand(e, ids).is_some_and(|x| allowed_by(&n, &x))
+        let e = if e.contains('{') {
+            expand(e, ids)?
         } else {
-            allowed_by(&n, e)
-        }
+            e.to_owned()
+        };
+        allowed_by(&n, &e).then_some(e)
     })
+}
+
+/// The CRI plugin's per-pod dir below a containerd state or root dir.
+const CRI_SANDBOXES: &str = "io.containerd.grpc.v1.cri/sandboxes";
+
+/// Whether the normalised host path `source` reaches `protected`: it is that path, a directory
+/// above it, or a path below it — except, below a containerd state or root dir
+/// (`pod_dirs`), this pod's own CRI sandbox dir (`sandbox_id` a plain path component).
+pub fn reaches(source: &str, protected: &str, pod_dirs: bool, sandbox_id: Option<&str>) -> bool {
+    let protected = protected.trim_end_matches('/');
+    let below = |path: &str, dir: &str| {
+        path.strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+    };
+    if source == protected || source == "/" || below(protected, source.trim_end_matches('/')) {
+        return true;
+    }
+    if !below(source, protected) {
+        return false;
+    }
+    let own = sandbox_id
+        .filter(|s| plain_component(s))
+        .map(|s| format!("{protected}/{CRI_SANDBOXES}/{s}"));
+    !(pod_dirs && own.is_some_and(|own| below(source, &own)))
 }
 
 /// Whether the host path `source` is inside one of the `allowed` entries (entries with a
@@ -238,6 +274,58 @@ mod tests {
         assert_eq!(unsafe_entries(&["/srv/ctd/"], &["/srv/ctd"]).len(), 1);
         let msg = &unsafe_entries(&["/run/containerd/"], &[])[0].1;
         assert!(msg.contains("containerd's socket"), "{msg}");
+    }
+
+    #[test]
+    fn the_floor_table() {
+        let sid = Some("sb1");
+        let cases = [
+            // (source, protected, pod_dirs, reaches)
+            ("/run/containerd/containerd.sock", "/run/containerd/containerd.sock", false, true),
+            ("/run/containerd", "/run/containerd/containerd.sock", false, true),
+            ("/run", "/run/containerd/containerd.sock", false, true),
+            ("/", "/run/containerd/containerd.sock", false, true),
+            ("/run/containerd2", "/run/containerd/containerd.sock", false, false),
+            ("/run/containerd/containerd.sock.ttrpc", "/run/containerd/containerd.sock", false, false),
+            ("/run/runtime-router/records/x", "/run/runtime-router", false, true),
+            ("/etc/containerd", "/etc/containerd/runtime-router.toml", false, true),
+            ("/etc/containerd/other.toml", "/etc/containerd/runtime-router.toml", false, false),
+            // a state dir: this pod's own sandbox dir stays allowed, nothing else below it
+            ("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm", "/run/containerd", true, false),
+            ("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1", "/run/containerd", true, true),
+            ("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb2/shm", "/run/containerd", true, true),
+            ("/run/containerd/io.containerd.runtime.v2.task/k8s.io/x", "/run/containerd", true, true),
+            ("/run/containerd/s/abc", "/run/containerd", true, true),
+            ("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm", "/run/containerd", false, true),
+            ("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/hosts", "/var/lib/containerd", true, false),
+            ("/var/lib/kubelet/pods/u/volumes", "/var/lib/containerd", true, false),
+        ];
+        for (src, prot, pod_dirs, want) in cases {
+            assert_eq!(reaches(src, prot, pod_dirs, sid), want, "{src} vs {prot}");
+        }
+        // no sandbox id: no exception
+        assert!(reaches(
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm",
+            "/run/containerd",
+            true,
+            None
+        ));
+        assert!(reaches(
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/../x",
+            "/run/containerd",
+            true,
+            Some("..")
+        ));
+    }
+
+    #[test]
+    fn root_entry_allows_everything_below_it() {
+        assert!(is_allowed("/etc/hostname", &["/"]));
+        assert!(!is_allowed("/", &["/"]));
+        assert_eq!(
+            allowing_entry("/var/lib/kubelet/pods/u1/volumes/v", &["/data/", "/var/lib/kubelet/pods/{pod_uid}/"], PodIds { pod_uid: Some("u1"), sandbox_id: None }).as_deref(),
+            Some("/var/lib/kubelet/pods/u1/")
+        );
     }
 
     #[test]

@@ -41,6 +41,40 @@ pub struct Finding {
     pub what: String,
 }
 
+/// A host path no pod of a tenant that denies `host-path` may reach, whatever
+/// `allowed_host_paths` says (SPEC §3.6): containerd's socket, state and root dirs, the router's
+/// state and records, the policy and its cache. Known only at the edge (`start` reads where
+/// they are), so given to the decision as a fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protected {
+    /// Absolute, normalised.
+    pub path: String,
+    /// What it is, for the refusal (`containerd's socket`, ...).
+    pub what: String,
+    /// A containerd state or root dir: below it, this pod's own CRI sandbox dir
+    /// (`io.containerd.grpc.v1.cri/sandboxes/<sandbox id>/`: its hosts, hostname, resolv.conf and
+    /// shm) stays allowed.
+    pub pod_dirs: bool,
+}
+
+/// What `start` learned on the host about a task's bind sources before deciding (the decision
+/// itself does no I/O). Empty when nobody looked (tools, table tests): then only the lexical
+/// checks apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// Paths no policy opens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<Protected>,
+    /// Per mount index: why its source cannot be trusted (a symlink on the way from the allowed
+    /// directory, a `..`, a missing component).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsafe_sources: BTreeMap<usize, String>,
+    /// Per mount index: the source as the host resolves it (the allowed directory's real path
+    /// and the rest, walked without following any symlink).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resolved: BTreeMap<usize, String>,
+}
+
 /// Everything the decision reads about one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inputs {
@@ -67,6 +101,9 @@ pub struct Inputs {
     /// The first device node or device cgroup allow rule beyond the default set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_device: Option<Finding>,
+    /// Facts from the host about the bind sources (filled by `start`, not from the spec).
+    #[serde(default)]
+    pub host: HostFacts,
 }
 
 impl Inputs {
@@ -484,6 +521,7 @@ impl LightSpec {
             annotations,
             extra_capability,
             host_device,
+            host: HostFacts::default(),
         }
     }
 }

@@ -11,8 +11,8 @@ mod tenant;
 
 pub use decision::{decide_container, decide_sandbox, Decision, Refusal};
 pub use inputs::{
-    inputs_from_config_json, inputs_from_spec, parse_spec, Finding, Inputs, MountInput, Role,
-    SpecError,
+    inputs_from_config_json, inputs_from_spec, parse_spec, Finding, HostFacts, Inputs, MountInput,
+    Protected, Role, SpecError,
 };
 pub use specflags::{BASELINE_CAPABILITIES, BASE_CAPABILITIES, ROOT_EQUIVALENT_CAPABILITY};
 pub use tenant::{match_tenant, TenantMatch};

@@ -145,11 +145,38 @@ fn host_path_violation(
     for (i, m) in inputs.mounts.iter().enumerate() {
         let field = format!("mounts[{i}].source");
         if m.bind {
+            // the floor first: what no entry opens is named as such
+            let lexical = hostpath::normalize(&m.source);
+            let resolved = inputs.host.resolved.get(&i);
+            let floor = inputs.host.protected.iter().find(|p| {
+                lexical
+                    .iter()
+                    .chain(resolved)
+                    .any(|src| hostpath::reaches(src, &p.path, p.pod_dirs, ids.sandbox_id))
+            });
+            if let Some(p) = floor {
+                return Some((
+                    field,
+                    format!(
+                        "{what} bind-mounts host path `{}` at `{}`, which reaches {} (`{}`): no allowed_host_paths entry opens that, denied for tenant `{}`",
+                        m.source, m.destination, p.what, p.path, tenant.name
+                    ),
+                ));
+            }
             if !hostpath::is_allowed_for(&m.source, &policy.allowed_host_paths, ids) {
                 return Some((
                     field,
                     format!(
                         "{what} bind-mounts host path `{}` at `{}`, outside allowed_host_paths, denied for tenant `{}`",
+                        m.source, m.destination, tenant.name
+                    ),
+                ));
+            }
+            if let Some(why) = inputs.host.unsafe_sources.get(&i) {
+                return Some((
+                    field,
+                    format!(
+                        "{what} bind-mounts host path `{}` at `{}`: {why}; a path inside an allowed directory is walked without following symlinks (a pod can write its own volumes), denied for tenant `{}`",
                         m.source, m.destination, tenant.name
                     ),
                 ));

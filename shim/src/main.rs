@@ -12,6 +12,7 @@ mod containerd_compat;
 mod daemonize;
 mod delete;
 mod handoff;
+mod hostfacts;
 mod logging;
 mod record;
 mod records;

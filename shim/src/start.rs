@@ -2,7 +2,9 @@
 //!
 //! containerd runs `start` with the bundle as working directory and reads stdout and stderr
 //! *together* as the shim's address, so on success nothing but the address may be printed (by
-//! this process or by the shim it execs). Steps: read `config.json`, load the policy, decide (a
+//! this process or by the shim it execs). Steps: read `config.json`, load the policy, look at the
+//! host (`crate::hostfacts`: where the floor's paths are, each allowed bind source walked without
+//! following symlinks), decide (a
 //! sandbox or a task with no CRI annotations decides alone; a container follows its sandbox's
 //! record and only has its own spec checked), resolve the backend, write the decision record
 //! (the authoritative copy in the router's root-only state dir, `crate::records`, and an
@@ -239,6 +241,9 @@ fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
         }
         Role::Sandbox => None,
     };
+    // I/O at the edge, before the pure decision: where the floor's paths are on this node, and
+    // each allowed bind source walked without following a symlink a pod could have planted
+    inputs.host = crate::hostfacts::gather(inputs, policy, args, &env.bundle);
     let inputs: &Inputs = inputs;
     let routed = match &inputs.role {
         Role::Sandbox => {

@@ -82,6 +82,52 @@ pub fn wait_child(pid: i32) -> io::Result<()> {
     }
 }
 
+/// What one step of a no-symlink walk found.
+#[derive(Debug)]
+pub enum Step {
+    /// A directory or file, opened (`O_PATH`): the next step starts from it.
+    Found(OwnedFd),
+    /// A symlink: not followed.
+    Symlink,
+}
+
+/// Opens a directory to walk from (`O_PATH | O_DIRECTORY`), following symlinks: only for
+/// directories the operator named.
+pub fn open_walk_root(path: &Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(nix_io)
+}
+
+/// Opens one path component below `dir` without following it if it is a symlink
+/// (`O_PATH | O_NOFOLLOW` opens the link itself, which `fstat` then names).
+pub fn walk_step(dir: BorrowedFd<'_>, component: &str) -> io::Result<Step> {
+    use nix::fcntl::OFlag;
+    if component.is_empty() || component.contains('/') || component == "." || component == ".."
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{component}` is not one path component"),
+        ));
+    }
+    let fd = nix::fcntl::openat(
+        dir,
+        component,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(nix_io)?;
+    let st = nix::sys::stat::fstat(&fd).map_err(nix_io)?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Ok(Step::Symlink);
+    }
+    Ok(Step::Found(fd))
+}
+
 /// Send signal number `sig` to `pid`.
 pub fn send_signal(pid: i32, sig: u32) -> io::Result<()> {
     if pid <= 0 {

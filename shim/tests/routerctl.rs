@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 const POLICY: &str = r#"version = 1
 default_tenant = "untrusted"
-allowed_host_paths = ["/var/lib/kubelet/pods/", "/var/lib/containerd/", "/run/containerd/"]
+allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
 
 [backends.runc]
 kind = "builtin"

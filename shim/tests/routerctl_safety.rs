@@ -62,7 +62,7 @@ fn fifo_device_and_oversized_files_are_refused_at_once() {
 }
 
 #[test]
-fn check_warns_about_host_paths_every_pod_shares() {
+fn check_calls_host_paths_every_pod_shares_errors() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let p = dir.path().join("p.toml");
     std::fs::write(
@@ -74,10 +74,10 @@ fn check_warns_about_host_paths_every_pod_shares() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let (code, out, err, _) = routerctl(&["check", &p.to_string_lossy()]);
-    assert_eq!(code, 0, "{out}{err}");
-    let warnings: Vec<&str> = out
+    assert_eq!(code, 1, "{out}{err}");
+    let warnings: Vec<&str> = err
         .lines()
-        .filter(|l| l.contains("allowed_host_paths["))
+        .filter(|l| l.starts_with("error: ") && l.contains("allowed_host_paths["))
         .collect();
     assert_eq!(warnings.len(), 2, "{out}");
     assert!(
@@ -92,6 +92,21 @@ fn check_warns_about_host_paths_every_pod_shares() {
     );
     // the shipped policy and the embedded default have no such entry
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/runtime-router.toml");
-    let (_, out, _, _) = routerctl(&["check", deploy]);
-    assert!(!out.contains("allowed_host_paths["), "{out}");
+    let (code, out, err, _) = routerctl(&["check", deploy]);
+    assert!(!err.contains("allowed_host_paths["), "{err}");
+    assert_eq!(code, 0, "{out}{err}");
+    // `/` reaches everything no policy opens
+    std::fs::write(
+        &p,
+        "version = 1\ndefault_tenant = \"u\"\nallowed_host_paths = [\"/\"]\n\
+         [backends.k]\nkind = \"shim\"\nbinary = \"/bin/true\"\nisolation = \"vm\"\n\
+         [tenants.u]\nbackend = \"k\"\ndeny = [\"host-path\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out, err, _) = routerctl(&["check", &p.to_string_lossy()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(":3: allowed_host_paths[0]") && err.contains("containerd's socket"),
+        "{err}"
+    );
 }

@@ -96,8 +96,11 @@ pub fn run(a: &CheckArgs) -> u8 {
     for w in backend_warnings(&policy, &tiers) {
         out!("warning: {w}");
     }
-    for w in host_path_warnings(&policy) {
-        out!("warning: {w}");
+    // what no allowed_host_paths entry may open (the router refuses such bind sources at
+    // `start` whatever the entry says): an entry reaching it is a policy mistake
+    for e in host_path_errors(&policy) {
+        eprintln!("error: {e}");
+        failed = true;
     }
     if let Some(cc) = &a.containerd_config {
         failed |= check_containerd(cc, &policy);
@@ -185,7 +188,7 @@ fn print_policy(p: &Policy) {
 
 /// `allowed_host_paths` entries that let a pod reach what every pod shares (containerd's state
 /// and socket, the router's state, other pods' kubelet dirs), named with the entry's line.
-fn host_path_warnings(p: &Policy) -> Vec<String> {
+fn host_path_errors(p: &Policy) -> Vec<String> {
     let text = match &p.source {
         router_config::PolicySource::File(f) => {
             files::read_text(f, router_config::safefile::MAX_POLICY_BYTES)

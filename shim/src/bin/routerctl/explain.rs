@@ -37,6 +37,7 @@ fn synthetic_inputs(a: &ExplainArgs, cns: &str) -> Inputs {
         mounts: Vec::new(),
         extra_capability: None,
         host_device: None,
+        host: Default::default(),
     }
 }
 
