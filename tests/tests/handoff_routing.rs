@@ -729,10 +729,17 @@ async fn kill_9_of_pod_shim_then_stop_remove_leaves_nothing_standin() -> Result<
                 .collect();
             eprintln!("containerd log about {pod_id}:\n{}", about.join("\n"));
             // (containerd 2.x's CRI event handler also tries the task API Delete over the dead
-            // connection, "failed to delete task: ttrpc: closed", and retries it: not ours)
+            // connection, "failed to delete task: ttrpc: closed" (2.3 logs it as
+            // `msg="failed to delete task" error="ttrpc: closed"`), and retries it: not ours)
+            let dead_connection = |l: &str| {
+                l.contains("failed to delete task: ttrpc: closed")
+                    || (l.contains("msg=\"failed to delete task\"")
+                        && l.contains("error=\"ttrpc: closed\""))
+            };
             ensure!(
-                !about.iter().any(|l| l.contains("failed to delete")
-                    && !l.contains("failed to delete task: ttrpc: closed")),
+                !about
+                    .iter()
+                    .any(|l| l.contains("failed to delete") && !dead_connection(l)),
                 "cleanup of the dead shim failed: {about:#?}"
             );
             Ok(())

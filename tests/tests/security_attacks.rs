@@ -1,10 +1,10 @@
 //! Regression suite for issue 9, end to end through CRI: the attacks an untrusted pod tried, each
 //! now refused or harmless. The VM tier is the Kata stand-in (tests say `standin`).
 //!
-//! - A pod that can bind-mount containerd's task state (a policy of the old, whole-dir shape)
-//!   rewrites its own sandbox's `router-decision.json` to name a script, and starts a second
-//!   container: the script never runs, the container lands on the backend the root-only record
-//!   names.
+//! - A pod under a policy of the old, whole-dir shape asks to bind-mount containerd's task state:
+//!   the floor refuses it. Its bundle edited anyway (its `router-decision.json` naming a script),
+//!   a second container: the script never runs, the container lands on the backend the root-only
+//!   record names.
 //! - With the per-pod `allowed_host_paths`, containerd's socket, another pod's kubelet dir,
 //!   another sandbox's bundle and the task state dir are refused as host paths, naming the rule;
 //!   the pod's own kubelet volume, `/etc/hosts` and `/dev/shm` work.
@@ -48,32 +48,40 @@ async fn edited_bundle_record_runs_nothing_of_the_pods_choosing_standin() -> Res
             let marker = fx.h.dir().join("pwned");
             let script = tasks.join(&pod_id).join("evil.sh");
             // From inside the pod: a script in its own bundle, its record pointed at it, and
-            // junk in every other file of the bundle the router once read.
-            let attack = format!(
-                "set -e; b=/tasks/{pod_id}; \
-                 printf '#!/bin/sh\\nid > {marker}\\nexec /bin/false\\n' > $b/evil.sh; chmod 755 $b/evil.sh; \
-                 sed -i 's#\"binary\": \"[^\"]*\"#\"binary\": \"{script}\"#' $b/router-decision.json; \
-                 echo unix:///tmp/evil.sock > $b/address; echo 1 > $b/init.pid; \
-                 grep -q evil.sh $b/router-decision.json; echo edited; exec sleep 3600",
-                marker = marker.display(),
-                script = script.display(),
-            );
-            let first = cri
-                .run_container(
-                    &pod_id,
-                    &cfg,
-                    &ContainerSpec::new("editor")
-                        .in_pod(&pod)
-                        .mount(&tasks, "/tasks", false)
-                        .shell(&attack)
-                        .build(),
+            // junk in every other file of the bundle the router once read. The floor now refuses
+            // the mount that made this possible, whatever the policy says.
+            let attack = |b: &str| {
+                format!(
+                    "set -e; b={b}; \
+                     printf '#!/bin/sh\\nid > {marker}\\nexec /bin/false\\n' > $b/evil.sh; chmod 755 $b/evil.sh; \
+                     sed -i 's#\"binary\": \"[^\"]*\"#\"binary\": \"{script}\"#' $b/router-decision.json; \
+                     echo unix:///tmp/evil.sock > $b/address; echo 1 > $b/init.pid; \
+                     grep -q evil.sh $b/router-decision.json; echo edited",
+                    marker = marker.display(),
+                    script = script.display(),
                 )
-                .await
-                .context("the attacker's first container")?;
-            cri.wait_log_contains(&first, "edited", Duration::from_secs(60))
-                .await
-                .context("the record edit from inside the pod")?;
-            ensure!(script.exists(), "the pod could not plant {}", script.display());
+            };
+            let editor = ContainerSpec::new("editor")
+                .in_pod(&pod)
+                .mount(&tasks, "/tasks", false)
+                .shell(&format!("{}; exec sleep 3600", attack(&format!("/tasks/{pod_id}"))));
+            refusal_text(
+                create_and_start(&cri, &pod_id, &cfg, &editor).await,
+                &["runtime-router refused", "deny:host-path", "reaches containerd's state dir"],
+            )
+            .context("the attacker's first container")?;
+            // Defence in depth: whoever else can write the bundle (the test, here) edits it the
+            // same way; nothing of it may steer what runs.
+            let edit = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(attack(&tasks.join(&pod_id).to_string_lossy()))
+                .output()?;
+            ensure!(
+                edit.status.success(),
+                "the bundle edit failed: {}",
+                String::from_utf8_lossy(&edit.stderr)
+            );
+            ensure!(script.exists(), "could not plant {}", script.display());
 
             // The second container: routed by the root-only record, the script never runs.
             let second = create_and_start(
