@@ -316,7 +316,6 @@ fn decode_extension(b: &[u8]) -> Result<Extension, WireError> {
     Ok(e)
 }
 
-
 #[cfg(test)]
 #[path = "bootstrap_tests.rs"]
 mod tests;

@@ -74,7 +74,10 @@ fn what_cannot_be_classified_is_refused_by_name() {
         (b"{not json".to_vec(), "JSON"),
         (br#"{"address":"unix:///x"}"#.to_vec(), "integer `version`"),
         (br#"{"version":3}"#.to_vec(), "string `address`"),
-        (br#"{"version":"3","address":"unix:///x"}"#.to_vec(), "integer `version`"),
+        (
+            br#"{"version":"3","address":"unix:///x"}"#.to_vec(),
+            "integer `version`",
+        ),
         (
             br#"{"version":3,"address":"unix:///x","protocol":7}"#.to_vec(),
             "not a string",
@@ -87,7 +90,10 @@ fn what_cannot_be_classified_is_refused_by_name() {
             br#"{"version":1,"address":"unix:///x"}"#.to_vec(),
             "version 1 (JSON)",
         ),
-        (proto(9, ADDR, "ttrpc"), "version 9 (protobuf BootstrapResult)"),
+        (
+            proto(9, ADDR, "ttrpc"),
+            "version 9 (protobuf BootstrapResult)",
+        ),
         (proto(-1, ADDR, "ttrpc"), "version -1 (protobuf"),
         (proto(3, "", "ttrpc"), "not a unix:// socket"),
         (proto(3, "vsock://3:1024", "ttrpc"), "vsock://3:1024"),

@@ -236,7 +236,11 @@ mod tests {
         });
         for i in 0..20 {
             let v = query_version(&fake);
-            assert_eq!(v.map(|v| v.to_string()).as_deref(), Some("2.0.5"), "run {i}");
+            assert_eq!(
+                v.map(|v| v.to_string()).as_deref(),
+                Some("2.0.5"),
+                "run {i}"
+            );
         }
     }
 }

@@ -184,7 +184,17 @@ mod tests {
 
     #[test]
     fn varints_round_trip_at_their_edges() {
-        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             let mut r = Reader { buf: &b, pos: 0 };
@@ -202,7 +212,12 @@ mod tests {
         let cases: [(&[u8], &str); 6] = [
             (&[0x0a, 5, b'a'], "truncated"),
             (&[0x08], "truncated"),
-            (&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], "longer"),
+            (
+                &[
+                    0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                ],
+                "longer",
+            ),
             (&[0x0b], "wire type 3"),
             (&[0x0f], "wire type 7"),
             (&[0x00, 0x01], "field number 0"),

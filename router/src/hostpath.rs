@@ -281,24 +281,94 @@ mod tests {
         let sid = Some("sb1");
         let cases = [
             // (source, protected, pod_dirs, reaches)
-            ("/run/containerd/containerd.sock", "/run/containerd/containerd.sock", false, true),
-            ("/run/containerd", "/run/containerd/containerd.sock", false, true),
+            (
+                "/run/containerd/containerd.sock",
+                "/run/containerd/containerd.sock",
+                false,
+                true,
+            ),
+            (
+                "/run/containerd",
+                "/run/containerd/containerd.sock",
+                false,
+                true,
+            ),
             ("/run", "/run/containerd/containerd.sock", false, true),
             ("/", "/run/containerd/containerd.sock", false, true),
-            ("/run/containerd2", "/run/containerd/containerd.sock", false, false),
-            ("/run/containerd/containerd.sock.ttrpc", "/run/containerd/containerd.sock", false, false),
-            ("/run/runtime-router/records/x", "/run/runtime-router", false, true),
-            ("/etc/containerd", "/etc/containerd/runtime-router.toml", false, true),
-            ("/etc/containerd/other.toml", "/etc/containerd/runtime-router.toml", false, false),
+            (
+                "/run/containerd2",
+                "/run/containerd/containerd.sock",
+                false,
+                false,
+            ),
+            (
+                "/run/containerd/containerd.sock.ttrpc",
+                "/run/containerd/containerd.sock",
+                false,
+                false,
+            ),
+            (
+                "/run/runtime-router/records/x",
+                "/run/runtime-router",
+                false,
+                true,
+            ),
+            (
+                "/etc/containerd",
+                "/etc/containerd/runtime-router.toml",
+                false,
+                true,
+            ),
+            (
+                "/etc/containerd/other.toml",
+                "/etc/containerd/runtime-router.toml",
+                false,
+                false,
+            ),
             // a state dir: this pod's own sandbox dir stays allowed, nothing else below it
-            ("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm", "/run/containerd", true, false),
-            ("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1", "/run/containerd", true, true),
-            ("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb2/shm", "/run/containerd", true, true),
-            ("/run/containerd/io.containerd.runtime.v2.task/k8s.io/x", "/run/containerd", true, true),
+            (
+                "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm",
+                "/run/containerd",
+                true,
+                false,
+            ),
+            (
+                "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1",
+                "/run/containerd",
+                true,
+                true,
+            ),
+            (
+                "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb2/shm",
+                "/run/containerd",
+                true,
+                true,
+            ),
+            (
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/x",
+                "/run/containerd",
+                true,
+                true,
+            ),
             ("/run/containerd/s/abc", "/run/containerd", true, true),
-            ("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm", "/run/containerd", false, true),
-            ("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/hosts", "/var/lib/containerd", true, false),
-            ("/var/lib/kubelet/pods/u/volumes", "/var/lib/containerd", true, false),
+            (
+                "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm",
+                "/run/containerd",
+                false,
+                true,
+            ),
+            (
+                "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/hosts",
+                "/var/lib/containerd",
+                true,
+                false,
+            ),
+            (
+                "/var/lib/kubelet/pods/u/volumes",
+                "/var/lib/containerd",
+                true,
+                false,
+            ),
         ];
         for (src, prot, pod_dirs, want) in cases {
             assert_eq!(reaches(src, prot, pod_dirs, sid), want, "{src} vs {prot}");
@@ -323,7 +393,15 @@ mod tests {
         assert!(is_allowed("/etc/hostname", &["/"]));
         assert!(!is_allowed("/", &["/"]));
         assert_eq!(
-            allowing_entry("/var/lib/kubelet/pods/u1/volumes/v", &["/data/", "/var/lib/kubelet/pods/{pod_uid}/"], PodIds { pod_uid: Some("u1"), sandbox_id: None }).as_deref(),
+            allowing_entry(
+                "/var/lib/kubelet/pods/u1/volumes/v",
+                &["/data/", "/var/lib/kubelet/pods/{pod_uid}/"],
+                PodIds {
+                    pod_uid: Some("u1"),
+                    sandbox_id: None
+                }
+            )
+            .as_deref(),
             Some("/var/lib/kubelet/pods/u1/")
         );
     }

@@ -29,6 +29,11 @@ impl Admission {
     /// `Ok` if task `id` was decided by the router's `start` for this pod; else the reason,
     /// one line naming the task and the pod.
     pub fn check(&self, id: &str) -> Result<(), String> {
+        self.admit(id).map(|_| ())
+    }
+
+    /// [`Self::check`], returning the task's decision record.
+    pub fn admit(&self, id: &str) -> Result<crate::record::DecisionRecord, String> {
         let found = RecordStore::open(&self.state, &self.address, &self.namespace, false).and_then(
             |store| match store {
                 Some(store) => store.read(id),
@@ -36,7 +41,7 @@ impl Admission {
             },
         );
         let why = match found {
-            Ok(Some(rec)) if rec.sandbox_id == self.sandbox_id => return Ok(()),
+            Ok(Some(rec)) if rec.sandbox_id == self.sandbox_id => return Ok(rec),
             Ok(Some(rec)) => format!(
                 "its decision record names pod sandbox {}, not {}",
                 rec.sandbox_id, self.sandbox_id

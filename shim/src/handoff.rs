@@ -278,7 +278,10 @@ pub fn remove_dead_socket(address: &str) {
     {
         match std::fs::remove_file(path) {
             Ok(()) => log::debug!("removed the dead delegate socket {}", path.display()),
-            Err(e) => log::warn!("cannot remove the dead delegate socket {}: {e}", path.display()),
+            Err(e) => log::warn!(
+                "cannot remove the dead delegate socket {}: {e}",
+                path.display()
+            ),
         }
     }
 }

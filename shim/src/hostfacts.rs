@@ -10,6 +10,7 @@
 //!   so a symlink planted there would lead the OCI runtime anywhere on the host); a clean walk
 //!   gives the source's real path, which the floor is checked against too.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use router_config::Policy;
@@ -61,6 +62,12 @@ pub fn gather(inputs: &Inputs, policy: &Policy, args: &ShimArgs, bundle: &Path) 
 /// Walks `source` from the directory of `entry` (which allows it lexically) without following a
 /// symlink; returns the source's real path, or why it is refused.
 pub fn walk(source: &str, entry: &str) -> Result<String, String> {
+    walk_open(source, entry).map(|(real, _)| real)
+}
+
+/// [`walk`], also returning the walked source held open (`O_PATH`): what a runtime given
+/// `/proc/<pid>/fd/<n>` mounts is then this very inode, whatever is renamed meanwhile.
+pub fn walk_open(source: &str, entry: &str) -> Result<(String, OwnedFd), String> {
     let comps: Vec<&str> = source
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
@@ -81,7 +88,7 @@ pub fn walk(source: &str, entry: &str) -> Result<String, String> {
     for comp in rest {
         walked.push('/');
         walked.push_str(comp);
-        match sys::walk_step(std::os::fd::AsFd::as_fd(&dir), comp) {
+        match sys::walk_step(dir.as_fd(), comp) {
             Ok(Step::Found(next)) => dir = next,
             Ok(Step::Symlink) => return Err(format!("`{walked}` is a symlink")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -93,7 +100,7 @@ pub fn walk(source: &str, entry: &str) -> Result<String, String> {
     if walked.is_empty() {
         walked.push('/');
     }
-    Ok(walked)
+    Ok((walked, dir))
 }
 
 /// Where the things no policy opens are on this node.
@@ -117,10 +124,17 @@ fn protected(policy: &Policy, args: &ShimArgs, bundle: &Path) -> Vec<Protected> 
             }
         }
     };
-    let socket = args.address.strip_prefix("unix://").unwrap_or(&args.address);
+    let socket = args
+        .address
+        .strip_prefix("unix://")
+        .unwrap_or(&args.address);
     if socket.starts_with('/') {
         add(Path::new(socket), "containerd's socket", false);
-        add(Path::new(&format!("{socket}.ttrpc")), "containerd's socket", false);
+        add(
+            Path::new(&format!("{socket}.ttrpc")),
+            "containerd's socket",
+            false,
+        );
     }
     if let Some(ttrpc) = std::env::var_os("TTRPC_ADDRESS") {
         let t = PathBuf::from(ttrpc);
@@ -147,12 +161,12 @@ fn protected(policy: &Policy, args: &ShimArgs, bundle: &Path) -> Vec<Protected> 
     if let Some(state) = state {
         add(&state, "containerd's state dir", true);
     }
-    add(&crate::statedir::state_dir(), "the router's state and records", false);
     add(
-        &router_config::policy_path(None),
-        "the node policy",
+        &crate::statedir::state_dir(),
+        "the router's state and records",
         false,
     );
+    add(&router_config::policy_path(None), "the node policy", false);
     if let router_config::PolicySource::File(f) = &policy.source {
         add(f, "the node policy", false);
     }
@@ -183,11 +197,12 @@ fn containerd_dirs(pid: u32) -> (Option<PathBuf>, Option<PathBuf>) {
     let flag = |names: &[&str]| {
         args.iter().enumerate().find_map(|(i, a)| {
             names.iter().find_map(|n| {
-                a.strip_prefix(n).and_then(|rest| match rest.strip_prefix('=') {
-                    Some(v) => Some(v.to_owned()),
-                    None if rest.is_empty() => args.get(i + 1).cloned(),
-                    None => None,
-                })
+                a.strip_prefix(n)
+                    .and_then(|rest| match rest.strip_prefix('=') {
+                        Some(v) => Some(v.to_owned()),
+                        None if rest.is_empty() => args.get(i + 1).cloned(),
+                        None => None,
+                    })
             })
         })
     };
@@ -220,8 +235,7 @@ fn config_dirs(path: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
         root: Option<PathBuf>,
         state: Option<PathBuf>,
     }
-    let Ok(Some(bytes)) =
-        router_config::safefile::read_limited(path, MAX_CONTAINERD_CONFIG, true)
+    let Ok(Some(bytes)) = router_config::safefile::read_limited(path, MAX_CONTAINERD_CONFIG, true)
     else {
         return (None, None);
     };

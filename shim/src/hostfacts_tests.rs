@@ -11,7 +11,9 @@ fn s(p: &Path) -> String {
 #[test]
 fn walk_table() {
     let t = tempfile::tempdir().unwrap();
-    let vol = t.path().join("pods/u1/volumes/kubernetes.io~empty-dir/data");
+    let vol = t
+        .path()
+        .join("pods/u1/volumes/kubernetes.io~empty-dir/data");
     std::fs::create_dir_all(vol.join("sub/deep")).unwrap();
     std::fs::write(vol.join("file"), b"x").unwrap();
     symlink("/", vol.join("root")).unwrap();
@@ -19,7 +21,10 @@ fn walk_table() {
     let entry = format!("{}/", s(&t.path().join("pods/u1")));
     let real_vol = std::fs::canonicalize(&vol).unwrap();
     let ok = |src: &Path| walk(&s(src), &entry);
-    assert_eq!(ok(&vol.join("sub/deep")).unwrap(), s(&real_vol.join("sub/deep")));
+    assert_eq!(
+        ok(&vol.join("sub/deep")).unwrap(),
+        s(&real_vol.join("sub/deep"))
+    );
     assert_eq!(ok(&vol.join("file")).unwrap(), s(&real_vol.join("file")));
     assert_eq!(
         ok(&vol.join("./sub//deep")).unwrap(),
@@ -42,7 +47,9 @@ fn walk_table() {
     let via = format!("{}/", s(&link.join("u1")));
     assert_eq!(
         walk(&s(&link.join("u1/volumes")), &via).unwrap(),
-        s(&std::fs::canonicalize(t.path()).unwrap().join("pods/u1/volumes"))
+        s(&std::fs::canonicalize(t.path())
+            .unwrap()
+            .join("pods/u1/volumes"))
     );
 }
 

@@ -154,13 +154,19 @@ pub fn write(bundle: &Path, rec: &DecisionRecord) -> Result<(), RecordError> {
 pub fn write_named(dir: &Path, name: &str, rec: &DecisionRecord) -> Result<(), RecordError> {
     let mut body = serde_json::to_vec_pretty(rec).map_err(RecordError::Encode)?;
     body.push(b'\n');
+    replace_file(dir, name, &body, 0o600)
+}
+
+/// Replaces `dir/name` with `body` atomically (a temp file created exclusively, then renamed
+/// over it: a symlink at the name is replaced, never followed).
+pub fn replace_file(dir: &Path, name: &str, body: &[u8], mode: u32) -> Result<(), RecordError> {
     let target = dir.join(name);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-    let result = write_tmp(&tmp, &body).and_then(|()| {
+    let result = write_tmp(&tmp, body, mode).and_then(|()| {
         // rename replaces a symlink at the target instead of following it
         std::fs::rename(&tmp, &target).map_err(io_err(&target))
     });
@@ -174,11 +180,11 @@ pub fn write_named(dir: &Path, name: &str, rec: &DecisionRecord) -> Result<(), R
     Ok(())
 }
 
-fn write_tmp(tmp: &Path, body: &[u8]) -> Result<(), RecordError> {
+fn write_tmp(tmp: &Path, body: &[u8], mode: u32) -> Result<(), RecordError> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true) // O_CREAT|O_EXCL: never reuses or follows an existing name
-        .mode(0o600)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(tmp)
         .map_err(io_err(tmp))?;

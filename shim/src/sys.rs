@@ -107,8 +107,7 @@ pub fn open_walk_root(path: &Path) -> io::Result<OwnedFd> {
 /// (`O_PATH | O_NOFOLLOW` opens the link itself, which `fstat` then names).
 pub fn walk_step(dir: BorrowedFd<'_>, component: &str) -> io::Result<Step> {
     use nix::fcntl::OFlag;
-    if component.is_empty() || component.contains('/') || component == "." || component == ".."
-    {
+    if component.is_empty() || component.contains('/') || component == "." || component == ".." {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("`{component}` is not one path component"),

@@ -144,7 +144,10 @@ async fn unclassifiable_replies_refuse_the_pod_and_leave_nothing() -> Result<()>
             .await?;
             ensure!(left.is_empty(), "`{mode}`: refused pod {id} left {left:#?}");
         }
-        ensure!(cri.list_pods().await?.is_empty(), "pods listed after refusals");
+        ensure!(
+            cri.list_pods().await?.is_empty(),
+            "pods listed after refusals"
+        );
         Ok(())
     }
     .await;

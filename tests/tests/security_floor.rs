@@ -1,6 +1,7 @@
 //! End to end through CRI (issue 21): the floor no policy opens, and bind sources walked without
 //! following the symlinks a pod plants in its own volumes, on the hand-off path (the Kata
-//! stand-in, say `standin`) and the built-in backend (runc driven by the router itself).
+//! stand-in, say `standin`) and the built-in backend (runc and runsc driven by the router itself,
+//! which pins each walked source for the runtime: `shim/src/builtin/pin.rs`).
 //!
 //! - Under a policy whose `allowed_host_paths` is `/`, a container mounting containerd's socket,
 //!   its state or root dir, the router's records or the policy is refused, naming the rule and
@@ -22,6 +23,8 @@ use router_integration::{ContainerSpec, CriClient, PodSpec};
 const HANDOFF_NS: &str = "tenant-floor";
 /// A tenant on the router's built-in backend with `host-path` denied.
 const BUILTIN_NS: &str = "floor-builtin";
+/// The same on the built-in backend driving runsc (gVisor).
+const GVISOR_NS: &str = "floor-gvisor";
 
 /// The hand-off test policy plus a built-in tenant; `allowed` replaces `allowed_host_paths`.
 fn floor_policy(fx: &Fixture, allowed: Option<&str>) -> Result<String> {
@@ -44,6 +47,17 @@ isolation = "container"
 namespaces = ["{BUILTIN_NS}"]
 backend = "builtin-runc"
 deny = ["host-path", "privileged"]
+
+[backends.builtin-runsc]
+kind = "builtin"
+runtime = "/usr/bin/runsc"
+runtime_args = ["--platform=ptrace", "--network=host"]
+isolation = "sandbox"
+
+[tenants.floor-gvisor]
+namespaces = ["{GVISOR_NS}"]
+backend = "builtin-runsc"
+deny = ["host-path", "privileged"]
 "#
     ));
     Ok(policy)
@@ -63,8 +77,8 @@ async fn floor_holds_in(fx: &Fixture, ns: &str) -> Result<()> {
     let cri = fx.cri().await?;
     let pod: PodSpec = fx.h.pod(ns, "reacher");
     let (pod_id, cfg, _) = pod_with_container(fx, &cri, &pod).await?;
-    let records = std::path::PathBuf::from(router_integration::leaks::ROUTER_STATE_DIR)
-        .join("records");
+    let records =
+        std::path::PathBuf::from(router_integration::leaks::ROUTER_STATE_DIR).join("records");
     let policy = fx.h.policy_path().context("policy path")?.to_path_buf();
     let floor = [
         (fx.h.socket().to_path_buf(), "containerd's socket"),
@@ -126,14 +140,17 @@ async fn floor_holds_in(fx: &Fixture, ns: &str) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn floor_holds_under_a_root_entry_standin_and_builtin() -> Result<()> {
+async fn floor_holds_under_a_root_entry_standin_builtin_and_gvisor() -> Result<()> {
     let fx = start_fixture().await?;
     let r = async {
         fx.h.set_policy(&floor_policy(&fx, Some("\"/\""))?)?;
         floor_holds_in(&fx, HANDOFF_NS)
             .await
             .context("hand-off (stand-in)")?;
-        floor_holds_in(&fx, BUILTIN_NS).await.context("built-in")
+        floor_holds_in(&fx, BUILTIN_NS).await.context("built-in")?;
+        floor_holds_in(&fx, GVISOR_NS)
+            .await
+            .context("built-in, gVisor")
     }
     .await;
     let r = with_log(&fx, r);
@@ -200,7 +217,7 @@ async fn planted_symlink_leads_nowhere_in(fx: &Fixture, ns: &str) -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn symlink_planted_in_own_volume_leads_nowhere_standin_and_builtin() -> Result<()> {
+async fn symlink_planted_in_own_volume_leads_nowhere_standin_builtin_and_gvisor() -> Result<()> {
     let fx = start_fixture().await?;
     let r = async {
         fx.h.set_policy(&floor_policy(&fx, None)?)?;
@@ -209,7 +226,10 @@ async fn symlink_planted_in_own_volume_leads_nowhere_standin_and_builtin() -> Re
             .context("hand-off (stand-in)")?;
         planted_symlink_leads_nowhere_in(&fx, BUILTIN_NS)
             .await
-            .context("built-in")
+            .context("built-in")?;
+        planted_symlink_leads_nowhere_in(&fx, GVISOR_NS)
+            .await
+            .context("built-in, gVisor")
     }
     .await;
     let r = with_log(&fx, r);

@@ -14,6 +14,7 @@ mod launch;
 mod ociruntime;
 mod oom;
 mod piddir;
+mod pin;
 mod reaper;
 mod rootfs;
 // runsc (gVisor) rules, owned by epsilon: see docs/gvisor.md "Integration".

@@ -347,16 +347,34 @@ impl Inner {
         // (so without its spec checked) is refused (crate::admission).
         let gate = self.gate.clone();
         let task = id.clone();
-        match tokio::task::spawn_blocking(move || gate.check(&task)).await {
-            Ok(Ok(())) => {}
+        let bundle = PathBuf::from(&req.bundle);
+        let pin_in = bundle.clone();
+        // Then the bind sources `start` walked are pinned to what it walked (builtin::pin),
+        // held until the runtime has mounted them.
+        let admitted = tokio::task::spawn_blocking(move || {
+            let rec = gate.admit(&task)?;
+            let policy = router_config::load(None).map_err(|e| {
+                format!("runtime-router: refused to create task {task}: policy error: {e}")
+            })?;
+            let state = crate::statedir::state_dir();
+            super::pin::pin_bind_sources(&pin_in, &rec, &policy, &state)
+                .map_err(|why| format!("runtime-router refused: task {task}: {why}"))
+        })
+        .await;
+        let pins = match admitted {
+            Ok(Ok(pins)) => {
+                if let Some(p) = &pins {
+                    log::debug!("{id}: {} bind source(s) pinned for the runtime", p.len());
+                }
+                pins
+            }
             Ok(Err(why)) => {
                 log::warn!("{why}");
                 return Err(rpc(Code::FAILED_PRECONDITION, why));
             }
             Err(e) => return Err(rpc(Code::INTERNAL, format!("admission check: {e}"))),
-        }
+        };
         self.ever_created.store(true, Ordering::SeqCst);
-        let bundle = PathBuf::from(&req.bundle);
         let mounts: Vec<rootfs::MountSpec> = req
             .rootfs
             .iter()
@@ -383,6 +401,8 @@ impl Inner {
             }
             Err(e) => Err(e),
         };
+        // the runtime has mounted what was pinned: config.json is put back
+        drop(pins);
         match created {
             Ok((pid, handles)) => {
                 let output_done = {

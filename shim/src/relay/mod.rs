@@ -229,7 +229,10 @@ mod tests {
                 protocol: "ttrpc".into(),
             },
         );
-        assert_eq!(front_for(&classify(&proto3)), Front::Relay("unix:///y".into()));
+        assert_eq!(
+            front_for(&classify(&proto3)),
+            Front::Relay("unix:///y".into())
+        );
     }
 
     #[test]
