@@ -8,7 +8,8 @@
 //! - processes whose command line names its temp dir or socket, whose working directory is below
 //!   its temp dir, or whose cgroup path names one of its ids;
 //! - OCI runtime state (router roots, the router's pid dirs, containerd's runc shim root) named
-//!   by one of its ids or whose state file names its temp dir;
+//!   by one of its ids or whose state file names its temp dir, and the built-in daemon's
+//!   bind-source pins of one of its tasks;
 //! - shim sockets derived from its containerd socket ([`cleanup::shim_socket_path`]);
 //! - mounts below its temp dir or naming one of its ids; cgroups named by one of its ids.
 
@@ -25,7 +26,7 @@ pub const ROUTER_STATE_DIR: &str = "/run/runtime-router";
 /// The variable naming another router state dir.
 pub const ROUTER_STATE_DIR_ENV: &str = "RUNTIME_ROUTER_STATE_DIR";
 /// Subdirectories of the router state dir that are not OCI runtime roots.
-const NOT_RUNTIME_ROOTS: [&str; 3] = ["records", "pids", "policy-cache"];
+const NOT_RUNTIME_ROOTS: [&str; 4] = ["records", "pids", "policy-cache", "pins"];
 /// The cgroup hierarchies are searched this deep for cgroups named by an id.
 const CGROUP_DEPTH: usize = 4;
 /// Longest state file read when looking for the harness dir in it.
@@ -267,6 +268,14 @@ pub fn force_clean_runtime_state(scope: &Scope) -> Vec<String> {
             }
         }
     }
+    // the built-in daemon's bind-source pins (`<pid>-<task id>`), unmounted right after the
+    // runtime's create: one still there is a leak (and a mount into a pod's volume)
+    let pins = scope.router_state.join("pins");
+    for name in dir_names(&pins) {
+        if ids.iter().any(|id| name.ends_with(id.as_str())) {
+            out.push(format!("bind-source pins {}", pins.join(name).display()));
+        }
+    }
     let pids = scope.router_state.join("pids");
     for ns in dir_names(&pids) {
         for id in dir_names(&pids.join(&ns))
@@ -403,6 +412,14 @@ fn runtime_state(scope: &Scope, ids: &BTreeSet<String>) -> Vec<String> {
                 };
                 out.push(format!("runtime state {}{held}", path.display()));
             }
+        }
+    }
+    // the built-in daemon's bind-source pins (`<pid>-<task id>`), unmounted right after the
+    // runtime's create: one still there is a leak (and a mount into a pod's volume)
+    let pins = scope.router_state.join("pins");
+    for name in dir_names(&pins) {
+        if ids.iter().any(|id| name.ends_with(id.as_str())) {
+            out.push(format!("bind-source pins {}", pins.join(name).display()));
         }
     }
     let pids = scope.router_state.join("pids");

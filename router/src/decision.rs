@@ -248,6 +248,7 @@ fn checked(
     } = chosen;
     note_ignored(inputs, &mut reasons);
     reasons.extend(rules::check_deny(policy, tenant, inputs, what)?);
+    rules::check_pinnable(tenant, backend, inputs, what)?;
     rules::check_privileged_vm(
         inputs,
         Some(&tenant.name),

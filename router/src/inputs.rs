@@ -73,6 +73,12 @@ pub struct HostFacts {
     /// and the rest, walked without following any symlink).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resolved: BTreeMap<usize, String>,
+    /// Per mount index: a bind source of this pod (of this task or an earlier one) that the
+    /// source lies strictly inside. The pod can write there, so it can swap a directory on the
+    /// way for a symlink after `start` walked it: only a backend that pins what was walked (the
+    /// built-in one) may mount such a source.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inside_pod_dirs: BTreeMap<usize, String>,
 }
 
 /// Everything the decision reads about one task.

@@ -1,6 +1,8 @@
 //! The `deny` rules and the privileged-to-VM rule, checked against one task's inputs.
 
-use router_config::{DenyRule, Isolation, Policy, Tenant, RUNTIME_ANNOTATION_PREFIXES};
+use router_config::{
+    Backend, BackendKind, DenyRule, Isolation, Policy, Tenant, RUNTIME_ANNOTATION_PREFIXES,
+};
 
 use crate::decision::Refusal;
 use crate::hostpath::{self, PodIds};
@@ -192,6 +194,41 @@ fn host_path_violation(
         }
     }
     None
+}
+
+/// For a tenant that denies `host-path`: a bind source strictly inside a directory the pod can
+/// write (`Inputs::host.inside_pod_dirs`) reaches a hand-off backend only after the router's
+/// check, and the pod could swap a directory on the way for a symlink in between. The built-in
+/// backend pins what `start` walked (`shim/src/builtin/pin.rs`); another shim cannot be given
+/// that, so such a source is refused there.
+pub fn check_pinnable(
+    tenant: &Tenant,
+    backend: &Backend,
+    inputs: &Inputs,
+    what: &str,
+) -> Result<(), Refusal> {
+    if !tenant.deny.contains(&DenyRule::HostPath)
+        || matches!(backend.kind, BackendKind::Builtin { .. })
+    {
+        return Ok(());
+    }
+    let Some((i, dir)) = inputs.host.inside_pod_dirs.iter().next() else {
+        return Ok(());
+    };
+    let (source, destination) = inputs
+        .mounts
+        .get(*i)
+        .map(|m| (m.source.as_str(), m.destination.as_str()))
+        .unwrap_or_default();
+    Err(Refusal {
+        tenant: Some(tenant.name.to_string()),
+        rule: format!("deny:{}", DenyRule::HostPath),
+        field: format!("mounts[{i}].source"),
+        message: format!(
+            "{what} bind-mounts host path `{source}` at `{destination}`, inside `{dir}`, which this pod can write: backend `{}` mounts it after the router's check, so the pod could swap a directory on the way for a symlink; mount `{dir}` itself, or use a built-in backend, which pins what was checked; denied for tenant `{}`",
+            backend.name, tenant.name
+        ),
+    })
 }
 
 /// A privileged task never goes to a `vm` backend (the VM would be given every host device).

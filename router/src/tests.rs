@@ -1,5 +1,6 @@
 //! Table tests for the decision: every rule, every refusal, and the known traps.
 
 mod fixtures;
+mod floor;
 mod props;
 mod table;

@@ -29,8 +29,15 @@ const TASKS_DIR: &str = "io.containerd.runtime.v2.task";
 /// Largest containerd config read for its `root` and `state`.
 const MAX_CONTAINERD_CONFIG: u64 = 1 << 20;
 
-/// The host facts of one task.
-pub fn gather(inputs: &Inputs, policy: &Policy, args: &ShimArgs, bundle: &Path) -> HostFacts {
+/// The host facts of one task; `pod_sources` are the bind sources earlier tasks of its pod
+/// were given (`RecordStore::read_binds`).
+pub fn gather(
+    inputs: &Inputs,
+    policy: &Policy,
+    args: &ShimArgs,
+    bundle: &Path,
+    pod_sources: &[String],
+) -> HostFacts {
     let mut facts = HostFacts {
         protected: protected(policy, args, bundle),
         ..HostFacts::default()
@@ -56,7 +63,55 @@ pub fn gather(inputs: &Inputs, policy: &Policy, args: &ShimArgs, bundle: &Path) 
             }
         }
     }
+    // what the pod can write: its earlier tasks' bind sources and this task's other ones
+    let own = |i: usize| -> Vec<String> {
+        let m = &inputs.mounts[i];
+        hostpath::normalize(&m.source)
+            .into_iter()
+            .chain(facts.resolved.get(&i).cloned())
+            .collect()
+    };
+    let binds: Vec<usize> = (0..inputs.mounts.len())
+        .filter(|i| inputs.mounts[*i].bind)
+        .collect();
+    let mut inside = std::collections::BTreeMap::new();
+    for &i in &binds {
+        let others = binds
+            .iter()
+            .filter(|j| **j != i)
+            .flat_map(|j| own(*j))
+            .chain(pod_sources.iter().cloned());
+        let mine = own(i);
+        let found = others.into_iter().find(|dir| {
+            mine.iter()
+                .any(|src| src != dir && hostpath::allowed_by(src, &format!("{dir}/")))
+        });
+        if let Some(dir) = found {
+            inside.insert(i, dir);
+        }
+    }
+    facts.inside_pod_dirs = inside;
     facts
+}
+
+/// The bind sources of a task as the pod's list of writable dirs keeps them: each source
+/// normalised, and its real path where it was walked.
+pub fn bind_sources(inputs: &Inputs) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, m) in inputs.mounts.iter().enumerate() {
+        if !m.bind {
+            continue;
+        }
+        for s in hostpath::normalize(&m.source)
+            .into_iter()
+            .chain(inputs.host.resolved.get(&i).cloned())
+        {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
 }
 
 /// Walks `source` from the directory of `entry` (which allows it lexically) without following a

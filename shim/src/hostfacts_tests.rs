@@ -70,15 +70,21 @@ fn containerd_dirs_from_its_command_line_and_config() {
         )
     );
     // a process shaped like containerd: `--config FILE`, `--state=DIR` wins over the file
-    let script = t.path().join("containerd");
-    std::fs::write(&script, "sleep 30\n").unwrap();
-    let mut child = std::process::Command::new("sh")
-        .arg(&script)
+    let mut child = std::process::Command::new("perl")
+        .args(["-e", "sleep 30", "--"])
         .arg("--config")
         .arg(&cfg)
         .arg("--state=/srv/flag-state")
         .spawn()
         .unwrap();
+    // `spawn` returns once exec is past its point of no return, before the new program's
+    // arguments are on its stack: until then its cmdline reads empty
+    let cmdline = format!("/proc/{}/cmdline", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read(&cmdline).map(|b| b.is_empty()).unwrap_or(true) {
+        assert!(std::time::Instant::now() < deadline, "the fake containerd never ran");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let got = containerd_dirs(child.id());
     let _ = child.kill();
     let _ = child.wait();

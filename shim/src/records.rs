@@ -10,7 +10,9 @@
 //! by this process's user, and writable by nobody else; anything else refuses the task, naming
 //! the directory. Records are removed by `delete` and, at each sandbox start, for every task
 //! whose bundle containerd has removed (containerd removes a bundle only after its task is gone;
-//! a record is written only once its bundle exists).
+//! a record is written only once its bundle exists). Beside a sandbox's record,
+//! `<sandbox id>.binds` lists the bind sources of every task of its pod: the host directories
+//! the pod can write, which a hand-off backend must not be given a path inside (SPEC §3.6).
 
 use std::fs;
 use std::io;
@@ -23,6 +25,10 @@ use crate::record::{self, DecisionRecord, RecordError};
 
 /// Subdirectory of the state dir holding the records.
 const RECORDS_DIR: &str = "records";
+/// A pod's bind sources (`<sandbox id>.binds`) beside its sandbox's record.
+const BINDS_SUFFIX: &str = ".binds";
+/// The largest bind-source list read (a pod's mounts are a few KiB).
+const MAX_BINDS_BYTES: u64 = 1 << 20;
 
 /// The records of one containerd namespace.
 #[derive(Debug, Clone)]
@@ -170,10 +176,67 @@ impl RecordStore {
         Ok(record::read_file(&self.path_of(id)?)?)
     }
 
-    /// Removes the record of task `id` (no error if there is none).
+    /// Removes the record of task `id`, and the bind sources of the pod it is the sandbox of
+    /// (no error if there is none).
     pub fn remove(&self, id: &str) {
         if let Ok(p) = self.path_of(id) {
             let _ = fs::remove_file(p);
+        }
+        if let Ok(p) = self.binds_path(id) {
+            let _ = fs::remove_file(p);
+        }
+    }
+
+    fn binds_path(&self, sandbox_id: &str) -> Result<PathBuf, StoreError> {
+        if !plain_component(sandbox_id) {
+            return Err(StoreError::BadId(sandbox_id.to_owned()));
+        }
+        Ok(self.dir.join(format!("{sandbox_id}{BINDS_SUFFIX}")))
+    }
+
+    /// Adds `sources` (host paths, one per line) to the bind sources of the pod of `sandbox_id`:
+    /// every directory a container of the pod may write. Appends are atomic (`O_APPEND`, one
+    /// write), so containers starting at once lose none.
+    pub fn append_binds(&self, sandbox_id: &str, sources: &[String]) -> Result<(), StoreError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.binds_path(sandbox_id)?;
+        let mut text = String::new();
+        for s in sources.iter().filter(|s| !s.contains('\n')) {
+            text.push_str(s);
+            text.push('\n');
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        let io_err = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(io_err)
+    }
+
+    /// The bind sources of the pod of `sandbox_id` so far.
+    pub fn read_binds(&self, sandbox_id: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.binds_path(sandbox_id)?;
+        match router_config::safefile::read_limited(&path, MAX_BINDS_BYTES, false) {
+            Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()),
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(StoreError::Io {
+                path,
+                source: io::Error::other(format!("{e:?}")),
+            }),
         }
     }
 
@@ -184,7 +247,10 @@ impl RecordStore {
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json").or_else(|| n.strip_suffix(BINDS_SUFFIX)))
+            else {
                 continue;
             };
             if matches!(fs::symlink_metadata(bundles.join(id)), Err(ref err) if err.kind() == io::ErrorKind::NotFound)

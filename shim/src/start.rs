@@ -233,17 +233,18 @@ fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
     let policy: &Policy = policy_slot.insert(router_config::load(env.policy.as_deref())?);
     // A container's pod is the one its sandbox's record names: its uid (for the per-pod host
     // paths) comes from there, not from the container's own spec.
-    let sandbox_rec = match &inputs.role {
+    let (sandbox_rec, pod_sources) = match &inputs.role {
         Role::Container { sandbox_id } => {
-            let rec = read_sandbox_record(env, args, sandbox_id)?;
+            let (rec, sources) = read_sandbox_record(env, args, sandbox_id)?;
             inputs.pod_uid = rec.pod_uid.clone();
-            Some(rec)
+            (Some(rec), sources)
         }
-        Role::Sandbox => None,
+        Role::Sandbox => (None, Vec::new()),
     };
-    // I/O at the edge, before the pure decision: where the floor's paths are on this node, and
-    // each allowed bind source walked without following a symlink a pod could have planted
-    inputs.host = crate::hostfacts::gather(inputs, policy, args, &env.bundle);
+    // I/O at the edge, before the pure decision: where the floor's paths are on this node, each
+    // allowed bind source walked without following a symlink a pod could have planted, and which
+    // sources lie inside a directory the pod can already write
+    inputs.host = crate::hostfacts::gather(inputs, policy, args, &env.bundle, &pod_sources);
     let inputs: &Inputs = inputs;
     let routed = match &inputs.role {
         Role::Sandbox => {
@@ -306,12 +307,13 @@ fn valid_sandbox_id(id: &str) -> bool {
     !id.is_empty() && id != "." && id != ".." && !id.contains('/') && !id.contains('\0')
 }
 
-/// The sandbox's authoritative record, from the router's state dir (never from a bundle).
+/// The sandbox's authoritative record, from the router's state dir (never from a bundle), and
+/// the bind sources its pod's tasks were given so far.
 fn read_sandbox_record(
     env: &Env,
     args: &ShimArgs,
     sandbox_id: &str,
-) -> Result<DecisionRecord, StartError> {
+) -> Result<(DecisionRecord, Vec<String>), StartError> {
     if !valid_sandbox_id(sandbox_id) {
         return Err(StartError::BadSandboxId {
             id: args.id.clone(),
@@ -343,7 +345,8 @@ fn read_sandbox_record(
             expected: format!("sandbox {}/{}", args.namespace, sandbox_id),
         });
     }
-    Ok(rec)
+    let sources = store.read_binds(sandbox_id).map_err(store_err)?;
+    Ok((rec, sources))
 }
 
 fn path_var() -> Option<std::ffi::OsString> {
@@ -443,7 +446,11 @@ fn act(ctx: &Ctx<'_>, env: &Env, routed: Routed) -> Result<String, StartError> {
         target: routed.target.clone(),
         relay_to: routed.relay_to.clone(),
     };
-    let store = match write_records(env, args, &rec) {
+    // the pod's writable dirs grow by this task's bind sources (`crate::hostfacts`)
+    let sources = inputs
+        .map(crate::hostfacts::bind_sources)
+        .unwrap_or_default();
+    let store = match write_records(env, args, &rec, &sources) {
         Ok(store) => store,
         Err(e) => {
             audit_refusal(ctx, &e);
@@ -606,12 +613,14 @@ fn stop_refused_delegate(bundle: &Path, address: Option<&str>, id: &str) {
     }
 }
 
-/// The authoritative record in the state dir, then the operator's copy in the bundle. A sandbox
-/// start also drops the records of tasks containerd has removed.
+/// The authoritative record in the state dir, the task's bind sources added to its pod's, then
+/// the operator's copy in the bundle. A sandbox start also drops the records of tasks
+/// containerd has removed.
 fn write_records(
     env: &Env,
     args: &ShimArgs,
     rec: &DecisionRecord,
+    sources: &[String],
 ) -> Result<RecordStore, StartError> {
     let store = RecordStore::open(&env.state, &args.address, &args.namespace, true)
         .map_err(StartError::Store)?
@@ -622,6 +631,10 @@ fn write_records(
         }
     }
     store.write(&args.id, rec).map_err(StartError::Store)?;
+    if let Err(e) = store.append_binds(&rec.sandbox_id, sources) {
+        store.remove(&args.id);
+        return Err(StartError::Store(e));
+    }
     if let Err(e) = record::write(&env.bundle, rec) {
         store.remove(&args.id);
         return Err(StartError::Record(e));
@@ -843,8 +856,14 @@ mod tests {
         let st = store(dir.path(), "k8s.io");
         st.write("sb1", &sandbox_record("k8s.io", "sb1", "sandbox"))
             .unwrap();
-        let rec = read_sandbox_record(&env, &a, "sb1").unwrap();
+        let (rec, sources) = read_sandbox_record(&env, &a, "sb1").unwrap();
         assert_eq!(rec.backend, "kata");
+        assert!(sources.is_empty());
+        // the pod's bind sources come with it, appended by each task
+        st.append_binds("sb1", &["/v/a".into()]).unwrap();
+        st.append_binds("sb1", &["/v/b".into(), "/v/c".into()]).unwrap();
+        let (_, sources) = read_sandbox_record(&env, &a, "sb1").unwrap();
+        assert_eq!(sources, ["/v/a", "/v/b", "/v/c"]);
 
         // a record of another namespace, or of a container, is not the pod's decision
         st.write("sb1", &sandbox_record("other", "sb1", "sandbox"))

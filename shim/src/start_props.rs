@@ -68,7 +68,7 @@ fn route_in(dir: &Path, id: &str) -> Result<RecordedBackend, StartError> {
     };
     let routed = route(&mut ctx, &env)?;
     if matches!(ctx.inputs.as_ref().map(|i| &i.role), Some(Role::Sandbox)) {
-        write_records(&env, &a, &sandbox_rec(&routed))?;
+        write_records(&env, &a, &sandbox_rec(&routed), &[])?;
     }
     Ok(routed.target)
 }

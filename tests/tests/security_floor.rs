@@ -9,7 +9,9 @@
 //!   and `/dev/shm` still work.
 //! - With the per-pod entries, a first container plants `root -> /` in the pod's emptyDir and a
 //!   second one bind-mounts `<emptyDir>/root/etc`: refused, and nothing outside the volume is
-//!   read or written.
+//!   read or written. A path inside the emptyDir with no symlink in it yet runs on the built-in
+//!   backends (which pin what they walked) and is refused on the hand-off (which mounts after
+//!   the router's check).
 
 mod handoff_support;
 
@@ -213,6 +215,33 @@ async fn planted_symlink_leads_nowhere_in(fx: &Fixture, ns: &str) -> Result<()> 
         .mount(vol.join("root/../root/etc"), "/hostetc", true)
         .shell("exec sleep 3600");
     refused(&cri, &pod_id, &cfg, &climber, &["deny:host-path"]).await?;
+    // a path inside the volume with no symlink in it now: the pod could still swap `sub` for one
+    // before the runtime mounts it. A hand-off backend mounts after the router's check, so it is
+    // refused there; the built-in backend pins what it walked and runs it.
+    std::fs::create_dir_all(vol.join("sub/etc"))?;
+    std::fs::write(vol.join("sub/etc/mine"), "from-the-volume")?;
+    let inner = ContainerSpec::new("inner")
+        .in_pod(&pod)
+        .mount(vol.join("sub/etc"), "/inner", true)
+        .shell("cat /inner/mine; echo; echo inner-ok; exec sleep 3600");
+    if ns == HANDOFF_NS {
+        refused(
+            &cri,
+            &pod_id,
+            &cfg,
+            &inner,
+            &["deny:host-path", "which this pod can write"],
+        )
+        .await?;
+    } else {
+        let id = create_and_start(&cri, &pod_id, &cfg, &inner)
+            .await
+            .context("a path inside the pod's own volume on a built-in backend")?;
+        let log = cri
+            .wait_log_contains(&id, "inner-ok", Duration::from_secs(60))
+            .await?;
+        ensure!(log.contains("from-the-volume"), "read: {log}");
+    }
     remove_pod(fx, &cri, &pod_id).await
 }
 
