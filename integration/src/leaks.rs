@@ -268,12 +268,20 @@ pub fn force_clean_runtime_state(scope: &Scope) -> Vec<String> {
             }
         }
     }
-    // the built-in daemon's bind-source pins (`<pid>-<task id>`), unmounted right after the
-    // runtime's create: one still there is a leak (and a mount into a pod's volume)
+    // leftover bind-source pins: unmounted (they are mounts of a pod's volume), then removed
     let pins = scope.router_state.join("pins");
     for name in dir_names(&pins) {
-        if ids.iter().any(|id| name.ends_with(id.as_str())) {
-            out.push(format!("bind-source pins {}", pins.join(name).display()));
+        if !ids.iter().any(|id| name.ends_with(id.as_str())) {
+            continue;
+        }
+        let dir = pins.join(&name);
+        for pin in dir_names(&dir) {
+            let _ = nix::mount::umount2(&dir.join(&pin), nix::mount::MntFlags::MNT_DETACH);
+            let p = dir.join(&pin);
+            let _ = std::fs::remove_dir(&p).or_else(|_| std::fs::remove_file(&p));
+        }
+        if let Err(e) = std::fs::remove_dir(&dir) {
+            left.push(format!("remove {}: {e}", dir.display()));
         }
     }
     let pids = scope.router_state.join("pids");
@@ -412,6 +420,14 @@ fn runtime_state(scope: &Scope, ids: &BTreeSet<String>) -> Vec<String> {
                 };
                 out.push(format!("runtime state {}{held}", path.display()));
             }
+        }
+    }
+    // the built-in daemon's bind-source pins (`<pid>-<task id>`), unmounted right after the
+    // runtime's create: one still there is a leak (and a mount into a pod's volume)
+    let pins = scope.router_state.join("pins");
+    for name in dir_names(&pins) {
+        if ids.iter().any(|id| name.ends_with(id.as_str())) {
+            out.push(format!("bind-source pins {}", pins.join(name).display()));
         }
     }
     // the built-in daemon's bind-source pins (`<pid>-<task id>`), unmounted right after the

@@ -81,8 +81,14 @@ fn containerd_dirs_from_its_command_line_and_config() {
     // arguments are on its stack: until then its cmdline reads empty
     let cmdline = format!("/proc/{}/cmdline", child.id());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::read(&cmdline).map(|b| b.is_empty()).unwrap_or(true) {
-        assert!(std::time::Instant::now() < deadline, "the fake containerd never ran");
+    while std::fs::read(&cmdline)
+        .map(|b| b.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fake containerd never ran"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let got = containerd_dirs(child.id());

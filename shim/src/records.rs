@@ -247,10 +247,10 @@ impl RecordStore {
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json").or_else(|| n.strip_suffix(BINDS_SUFFIX)))
-            else {
+            let Some(id) = name.to_str().and_then(|n| {
+                n.strip_suffix(".json")
+                    .or_else(|| n.strip_suffix(BINDS_SUFFIX))
+            }) else {
                 continue;
             };
             if matches!(fs::symlink_metadata(bundles.join(id)), Err(ref err) if err.kind() == io::ErrorKind::NotFound)

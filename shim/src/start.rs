@@ -861,7 +861,8 @@ mod tests {
         assert!(sources.is_empty());
         // the pod's bind sources come with it, appended by each task
         st.append_binds("sb1", &["/v/a".into()]).unwrap();
-        st.append_binds("sb1", &["/v/b".into(), "/v/c".into()]).unwrap();
+        st.append_binds("sb1", &["/v/b".into(), "/v/c".into()])
+            .unwrap();
         let (_, sources) = read_sandbox_record(&env, &a, "sb1").unwrap();
         assert_eq!(sources, ["/v/a", "/v/b", "/v/c"]);
 

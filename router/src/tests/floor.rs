@@ -73,9 +73,21 @@ fn decide(ns: &str, backend: &str, edit: fn(&mut Inputs)) -> Result<String, Stri
 
 #[test]
 fn host_facts_table() {
-    type Case = (&'static str, &'static str, &'static str, fn(&mut Inputs), Result<(), &'static str>);
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&mut Inputs),
+        Result<(), &'static str>,
+    );
     let cases: Vec<Case> = vec![
-        ("a pod's own files and volume", "web", "kata", |_| {}, Ok(())),
+        (
+            "a pod's own files and volume",
+            "web",
+            "kata",
+            |_| {},
+            Ok(()),
+        ),
         (
             "containerd's socket under `/`",
             "web",
@@ -95,7 +107,8 @@ fn host_facts_table() {
             "web",
             "kata",
             |i| {
-                i.mounts[7].source = "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb2/shm".into()
+                i.mounts[7].source =
+                    "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb2/shm".into()
             },
             Err("reaches containerd's state dir"),
         ),
@@ -104,7 +117,9 @@ fn host_facts_table() {
             "web",
             "kata",
             |i| {
-                i.host.resolved.insert(7, "/run/containerd/containerd.sock".into());
+                i.host
+                    .resolved
+                    .insert(7, "/run/containerd/containerd.sock".into());
             },
             Err("reaches containerd's socket (`/run/containerd/containerd.sock`)"),
         ),
@@ -113,7 +128,9 @@ fn host_facts_table() {
             "web",
             "kata",
             |i| {
-                i.host.unsafe_sources.insert(7, format!("`{VOL}/root` is a symlink"));
+                i.host
+                    .unsafe_sources
+                    .insert(7, format!("`{VOL}/root` is a symlink"));
             },
             Err("is a symlink"),
         ),
