@@ -13,7 +13,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     exit 2
 fi
 export RUSTC_BOOTSTRAP=1
-for pair in policy_parse:policy spec_parse:spec; do
+for pair in policy_parse:policy spec_parse:spec bootstrap_reply:bootstrap; do
     target="${pair%%:*}"
     seeds="seeds/${pair#*:}"
     mkdir -p "corpus/$target"

@@ -56,8 +56,9 @@ if [ "$test_status" -eq 0 ]; then
     while read -r version bin_dir; do
         case "$version" in
             1.*) suites=(--test harness_smoke --test handoff_routing --test handoff_policy
-                         --test handoff_restart --test security_attacks --test builtin_lifecycle
-                         --test builtin_faults --test builtin_removal) ;;
+                         --test handoff_restart --test handoff_replies --test security_attacks
+                         --test security_floor --test builtin_lifecycle --test builtin_faults
+                         --test builtin_removal) ;;
             *) suites=() ;; # every e2e suite of the crate
         esac
         step "e2e suites on containerd $version (${suites[*]:-all})"
