@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use handoff_support::*;
-use router_integration::ContainerSpec;
 
 /// Each test delegate's mode; its tenant is the namespace `reply-<mode>`.
 const MODES: [&str; 6] = ["proto", "json", "plain", "garbage", "proto-v9", "json-v9"];
@@ -81,14 +80,7 @@ async fn pod_runs_with_containers_checked(fx: &Fixture, mode: &str, two_x: bool)
         relayed == two_x,
         "{mode}: relay in front of the delegate: {relayed}, want {two_x}"
     );
-    let host_path = ContainerSpec::new("hostpath")
-        .in_pod(&pod)
-        .mount("/etc", "/host-etc", true)
-        .shell("exec sleep 3600");
-    refusal_text(
-        create_and_start(&cri, &pod_id, &cfg, &host_path).await,
-        &["runtime-router refused", "deny:host-path", "/etc"],
-    )?;
+    host_etc_is_refused(&cri, &pod_id, &cfg, &pod).await?;
     let out = cri
         .exec_sync(&first, &["echo", "alive"], Duration::from_secs(60))
         .await?;

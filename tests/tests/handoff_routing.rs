@@ -555,14 +555,7 @@ async fn runc_tier_containers_are_checked_at_their_own_start() -> Result<()> {
             );
             ensure!(fx.record(&first)?["role"] == "container");
 
-            let host_path = ContainerSpec::new("hostpath")
-                .in_pod(&pod)
-                .mount("/etc", "/host-etc", true)
-                .shell("exec sleep 3600");
-            refusal_text(
-                create_and_start(&cri, &pod_id, &cfg, &host_path).await,
-                &["runtime-router refused", "deny:host-path", "/etc"],
-            )?;
+            host_etc_is_refused(&cri, &pod_id, &cfg, &pod).await?;
             // CAP_SYS_ADMIN is privileged for the router (CRI's own flag needs a privileged
             // pod, which this tenant's sandbox rules would refuse first)
             let privileged = ContainerSpec::new("root")

@@ -169,24 +169,7 @@ async fn shared_host_paths_are_refused_own_pod_paths_work_standin() -> Result<()
             }
 
             // the pod's own kubelet volume, /etc/hosts and /dev/shm (containerd's per-pod files)
-            let own = fx.kubelet_volume(&pod.uid, "scratch")?;
-            let ok = create_and_start(
-                &cri,
-                &pod_id,
-                &cfg,
-                &ContainerSpec::new("own")
-                    .in_pod(&pod)
-                    .mount(&own, "/scratch", false)
-                    .shell(
-                        "grep -q localhost /etc/hosts && touch /dev/shm/x && \
-                         echo mine > /scratch/out && echo own-ok; exec sleep 3600",
-                    ),
-            )
-            .await
-            .context("a container with only its own pod's paths")?;
-            cri.wait_log_contains(&ok, "own-ok", Duration::from_secs(60))
-                .await?;
-            ensure!(std::fs::read_to_string(own.join("out"))?.trim() == "mine");
+            own_pod_paths_work(&fx, &cri, &pod_id, &cfg, &pod, &[]).await?;
             remove_pod(&fx, &cri, &pod_id).await?;
             remove_pod(&fx, &cri, &victim_id).await?;
             Ok(())

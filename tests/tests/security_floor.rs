@@ -119,25 +119,9 @@ async fn floor_holds_in(fx: &Fixture, ns: &str) -> Result<()> {
     let shared = fx.h.dir().join("shared-data");
     std::fs::create_dir_all(&shared)?;
     std::fs::write(shared.join("in"), "from-host")?;
-    let own = fx.kubelet_volume(&pod.uid, "scratch")?;
-    let ok = create_and_start(
-        &cri,
-        &pod_id,
-        &cfg,
-        &ContainerSpec::new("own")
-            .in_pod(&pod)
-            .mount(&own, "/scratch", false)
-            .mount(&shared, "/shared", true)
-            .shell(
-                "grep -q from-host /shared/in && grep -q localhost /etc/hosts && \
-                 touch /dev/shm/x && echo mine > /scratch/out && echo own-ok; exec sleep 3600",
-            ),
-    )
-    .await
-    .with_context(|| format!("{ns}: a container with paths outside the floor"))?;
-    cri.wait_log_contains(&ok, "own-ok", Duration::from_secs(60))
-        .await?;
-    ensure!(std::fs::read_to_string(own.join("out"))?.trim() == "mine");
+    own_pod_paths_work(fx, &cri, &pod_id, &cfg, &pod, &[&shared])
+        .await
+        .with_context(|| format!("{ns}: a container with paths outside the floor"))?;
     remove_pod(fx, &cri, &pod_id).await
 }
 

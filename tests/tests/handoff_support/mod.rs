@@ -405,3 +405,55 @@ pub async fn create_and_start(
     let id = cri.create_container(pod_id, cfg, &c.build()).await?;
     cri.start_container(&id).await.map(|()| id)
 }
+
+/// A container of `pod` bind-mounting the host's `/etc` is refused by the `host-path` rule,
+/// naming it.
+pub async fn host_etc_is_refused(
+    cri: &CriClient,
+    pod_id: &str,
+    cfg: &PodSandboxConfig,
+    pod: &PodSpec,
+) -> Result<()> {
+    let host_path = ContainerSpec::new("hostpath")
+        .in_pod(pod)
+        .mount("/etc", "/host-etc", true)
+        .shell("exec sleep 3600");
+    refusal_text(
+        create_and_start(cri, pod_id, cfg, &host_path).await,
+        &["runtime-router refused", "deny:host-path", "/etc"],
+    )?;
+    Ok(())
+}
+
+/// A container with the pod's own paths runs: its kubelet volume (written), containerd's
+/// `/etc/hosts` and `/dev/shm`, and each of `host_dirs` read-only (each must hold a file `in`
+/// saying `from-host`).
+pub async fn own_pod_paths_work(
+    fx: &Fixture,
+    cri: &CriClient,
+    pod_id: &str,
+    cfg: &PodSandboxConfig,
+    pod: &PodSpec,
+    host_dirs: &[&Path],
+) -> Result<()> {
+    let own = fx.kubelet_volume(&pod.uid, "scratch")?;
+    let mut c = ContainerSpec::new("own")
+        .in_pod(pod)
+        .mount(&own, "/scratch", false);
+    let mut script = String::new();
+    for (i, d) in host_dirs.iter().enumerate() {
+        c = c.mount(*d, &format!("/host-{i}"), true);
+        script.push_str(&format!("grep -q from-host /host-{i}/in && "));
+    }
+    script.push_str(
+        "grep -q localhost /etc/hosts && touch /dev/shm/x && \
+         echo mine > /scratch/out && echo own-ok; exec sleep 3600",
+    );
+    let ok = create_and_start(cri, pod_id, cfg, &c.shell(&script))
+        .await
+        .context("a container with only its own pod's paths")?;
+    cri.wait_log_contains(&ok, "own-ok", Duration::from_secs(60))
+        .await?;
+    ensure!(std::fs::read_to_string(own.join("out"))?.trim() == "mine");
+    Ok(())
+}
