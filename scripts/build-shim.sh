@@ -16,6 +16,6 @@ case "${1:-}" in
     *) echo "usage: $0 [--release]" >&2; exit 2 ;;
 esac
 
-cargo build "${profile[@]}" --quiet -p router-shim --bin routerctl
+cargo build "${profile[@]}" --quiet -p router-ctl --bin routerctl
 cargo rustc "${profile[@]}" --quiet -p router-shim --bin containerd-shim-router-v2 -- \
     -C target-feature=+crt-static -C relocation-model=static

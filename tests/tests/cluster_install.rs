@@ -3,7 +3,7 @@
 //! `etc/containerd` is the harness's config dir) registers the router, containerd restarts,
 //! the pod started before the restart still runs, a new pod is routed; `routerctl uninstall`
 //! restores the original config byte for byte and containerd comes back on runc.
-//! (The config version 3 edit is tested in shim/tests/routerctl_cluster.rs.)
+//! (The config version 3 edit is tested in ctl/tests/routerctl_cluster.rs.)
 
 mod cluster_support;
 

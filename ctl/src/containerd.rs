@@ -420,7 +420,7 @@ version = 3
 
     #[test]
     fn shipped_v3_snippet_is_clean() {
-        let text = include_str!("../../../../deploy/containerd-config-v3.toml");
+        let text = include_str!("../../deploy/containerd-config-v3.toml");
         let r = analyse(text, &policy()).unwrap_or_else(|e| panic!("{e}"));
         assert!(r.errors.is_empty(), "{r:?}");
     }
