@@ -1,8 +1,10 @@
 //! Runs the built `routerctl` binary: check (policy, containerd config) and explain (allowed,
 //! refused, traps), with exit codes.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use support::routerctl;
 
 const POLICY: &str = r#"version = 1
 default_tenant = "untrusted"
@@ -46,21 +48,6 @@ impl Dir {
     fn path(&self) -> &Path {
         self.0.path()
     }
-}
-
-fn routerctl(args: &[&str]) -> (i32, String, String) {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_routerctl"))
-        .args(args)
-        // keep the policy cache inside the test's reach: disabled
-        .env("RUNTIME_ROUTER_CACHE_DIR", "")
-        .env_remove("RUNTIME_ROUTER_CONFIG")
-        .output()
-        .unwrap_or_else(|e| panic!("run routerctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

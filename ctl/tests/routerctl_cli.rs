@@ -2,21 +2,10 @@
 //! a suggestion for a typo, `--version`, shell completions, and the exit codes (0 help and
 //! version, 2 usage error).
 
-use std::process::Command;
+mod support;
 
-fn routerctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_routerctl"))
-        .args(args)
-        .env("RUNTIME_ROUTER_CACHE_DIR", "")
-        .env_remove("RUNTIME_ROUTER_CONFIG")
-        .output()
-        .unwrap_or_else(|e| panic!("run routerctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::process::Command;
+use support::routerctl;
 
 #[test]
 fn help_names_every_command_and_the_exit_codes() {

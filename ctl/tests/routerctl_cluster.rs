@@ -3,22 +3,11 @@
 //! `install`/`uninstall` of a containerd 2.x (config version 3) node under a temporary host root.
 //! (The containerd 1.6 path runs end to end in tests/tests/cluster_install.rs.)
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
-
-fn routerctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_routerctl"))
-        .args(args)
-        .env("RUNTIME_ROUTER_CACHE_DIR", "")
-        .env_remove("RUNTIME_ROUTER_CONFIG")
-        .output()
-        .unwrap_or_else(|e| panic!("run routerctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::routerctl;
 
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()

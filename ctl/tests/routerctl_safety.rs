@@ -1,26 +1,13 @@
 //! Regressions of issue 9 for `routerctl`: a FIFO, a device or an oversized file as the policy or
-//! spec is refused at once with the reason (it once hung `check`), and `check` warns about
-//! `allowed_host_paths` entries that let a pod reach what every pod shares.
+//! spec is refused at once with the reason (it once hung `check`), and `check` reports
+//! `allowed_host_paths` entries that let a pod reach what every pod shares as errors.
+
+mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn routerctl(args: &[&str]) -> (i32, String, String, Duration) {
-    let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_routerctl"))
-        .args(args)
-        .env("RUNTIME_ROUTER_CACHE_DIR", "")
-        .env_remove("RUNTIME_ROUTER_CONFIG")
-        .output()
-        .unwrap_or_else(|e| panic!("run routerctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        t.elapsed(),
-    )
-}
+use std::time::Duration;
+use support::routerctl_timed as routerctl;
 
 fn mkfifo(p: &Path) {
     let ok = Command::new("mkfifo")
