@@ -261,28 +261,21 @@ fn bound_sockets(pid: i32) -> Vec<String> {
 }
 
 /// Removes the socket file of `address` (`unix://PATH`) if nothing listens there any more (a
-/// killed Go shim leaves it behind). A socket that still answers is left alone.
+/// killed Go shim leaves it behind); a socket that still answers is left alone
+/// (`crate::stale`).
 pub fn remove_dead_socket(address: &str) {
-    let Some(path) = address.strip_prefix("unix://") else {
+    let Some(path) = crate::stale::socket_path(address) else {
         return;
     };
-    let path = Path::new(path);
-    let is_socket = std::fs::symlink_metadata(path)
-        .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-        .unwrap_or(false);
-    if is_socket
-        && matches!(
-            std::os::unix::net::UnixStream::connect(path),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
-        )
-    {
-        match std::fs::remove_file(path) {
-            Ok(()) => log::debug!("removed the dead delegate socket {}", path.display()),
-            Err(e) => log::warn!(
-                "cannot remove the dead delegate socket {}: {e}",
-                path.display()
-            ),
+    match crate::stale::remove_if_dead(&path) {
+        Ok(crate::stale::Stale::Removed(p)) => {
+            log::debug!("removed the dead delegate socket {}", p.display())
         }
+        Ok(_) => {}
+        Err(e) => log::warn!(
+            "cannot remove the dead delegate socket {}: {e}",
+            path.display()
+        ),
     }
 }
 

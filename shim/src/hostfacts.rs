@@ -64,13 +64,7 @@ pub fn gather(
         }
     }
     // what the pod can write: its earlier tasks' bind sources and this task's other ones
-    let own = |i: usize| -> Vec<String> {
-        let m = &inputs.mounts[i];
-        hostpath::normalize(&m.source)
-            .into_iter()
-            .chain(facts.resolved.get(&i).cloned())
-            .collect()
-    };
+    let own = |i: usize| source_paths(inputs, &facts.resolved, i);
     let binds: Vec<usize> = (0..inputs.mounts.len())
         .filter(|i| inputs.mounts[*i].bind)
         .collect();
@@ -102,10 +96,7 @@ pub fn bind_sources(inputs: &Inputs) -> Vec<String> {
         if !m.bind {
             continue;
         }
-        for s in hostpath::normalize(&m.source)
-            .into_iter()
-            .chain(inputs.host.resolved.get(&i).cloned())
-        {
+        for s in source_paths(inputs, &inputs.host.resolved, i) {
             if !out.contains(&s) {
                 out.push(s);
             }
@@ -114,14 +105,26 @@ pub fn bind_sources(inputs: &Inputs) -> Vec<String> {
     out
 }
 
+/// Mount `i`'s source as the pod can reach it: normalised, and its real path where walked.
+fn source_paths(
+    inputs: &Inputs,
+    resolved: &std::collections::BTreeMap<usize, String>,
+    i: usize,
+) -> Vec<String> {
+    hostpath::normalize(&inputs.mounts[i].source)
+        .into_iter()
+        .chain(resolved.get(&i).cloned())
+        .collect()
+}
+
 /// Walks `source` from the directory of `entry` (which allows it lexically) without following a
 /// symlink; returns the source's real path, or why it is refused.
 pub fn walk(source: &str, entry: &str) -> Result<String, String> {
     walk_open(source, entry).map(|(real, _)| real)
 }
 
-/// [`walk`], also returning the walked source held open (`O_PATH`): what a runtime given
-/// `/proc/<pid>/fd/<n>` mounts is then this very inode, whatever is renamed meanwhile.
+/// [`walk`], also returning the walked source held open (`O_PATH`): a bind mount made from it
+/// (`crate::builtin::pin`) is of this very inode, whatever is renamed meanwhile.
 pub fn walk_open(source: &str, entry: &str) -> Result<(String, OwnedFd), String> {
     let comps: Vec<&str> = source
         .split('/')

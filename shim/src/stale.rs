@@ -60,7 +60,7 @@ pub fn remove_dead_socket(args: &ShimArgs, sandbox_id: &str) -> io::Result<Stale
 }
 
 /// Remove `path` if it is a socket file nothing serves.
-fn remove_if_dead(path: &Path) -> io::Result<Stale> {
+pub fn remove_if_dead(path: &Path) -> io::Result<Stale> {
     let path = path.to_owned();
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_socket() => {}

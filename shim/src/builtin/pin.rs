@@ -153,7 +153,7 @@ pub fn pin_bind_sources(
         .map_err(|e| format!("create {}: {e}", dir.display()))?;
     let mut pins = Pins {
         bundle: bundle.to_owned(),
-        original: original.clone(),
+        original,
         dir: dir.clone(),
         pins: Vec::new(),
     };
