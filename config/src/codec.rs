@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use compact_str::CompactString;
 
-use crate::model::{Backend, BackendKind, DenyRule, Isolation, Policy, PolicySource, Tenant};
+use crate::model::{
+    Backend, BackendKind, DenyRule, Isolation, PodSecurity, Policy, PolicySource, Tenant,
+};
 
 const MAGIC: &[u8; 4] = b"RRP2";
 
@@ -76,6 +78,11 @@ fn encode_into(w: &mut Writer, p: &Policy) {
         for d in &t.deny {
             w.u8(deny_code(*d));
         }
+        w.u8(match t.pod_security {
+            None => 0,
+            Some(PodSecurity::Baseline) => 1,
+            Some(PodSecurity::Restricted) => 2,
+        });
         w.strs(&t.allow_annotations);
     }
 }
@@ -141,6 +148,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
         for _ in 0..r.len()? {
             deny.push(deny_from(r.u8()?)?);
         }
+        let pod_security = match r.u8()? {
+            0 => None,
+            1 => Some(PodSecurity::Baseline),
+            2 => Some(PodSecurity::Restricted),
+            _ => return None,
+        };
         let allow_annotations = r.texts()?;
         tenants.insert(
             name.clone(),
@@ -150,6 +163,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
                 containerd_namespaces,
                 backend,
                 deny,
+                pod_security,
                 allow_annotations,
             },
         );

@@ -22,7 +22,9 @@ use sha2::{Digest, Sha256};
 pub use cache::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
 pub use compact_str::CompactString;
 pub use error::{ConfigError, Diagnostic};
-pub use model::{Backend, BackendKind, DenyRule, Isolation, Policy, PolicySource, Tenant};
+pub use model::{
+    Backend, BackendKind, DenyRule, Isolation, PodSecurity, Policy, PolicySource, Tenant,
+};
 pub use validate::{
     DEFAULT_ALLOWED_HOST_PATHS, HOST_PATH_PLACEHOLDERS, RUNTIME_ANNOTATION_PREFIXES,
 };

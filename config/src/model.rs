@@ -101,11 +101,28 @@ pub enum DenyRule {
     Capabilities,
     /// A device node, or a device cgroup allow rule, beyond the default set every container gets.
     HostDevices,
+    /// `process.apparmorProfile` is `unconfined` (or empty on a host that enforces AppArmor).
+    Apparmor,
+    /// `process.selinuxLabel` with a type outside the Standards' set, or a custom user or role.
+    Selinux,
+    /// `linux.maskedPaths`/`linux.readonlyPaths` lack a default entry (procMount not Default).
+    ProcMount,
+    /// No seccomp filter, or one that refuses nothing.
+    Seccomp,
+    /// A `linux.sysctl` key outside the Standards' safe set.
+    Sysctls,
+    /// A capability other than `CAP_NET_BIND_SERVICE` in any set (restricted: drop ALL).
+    RestrictedCapabilities,
+    /// `process.noNewPrivileges` not set (restricted: allowPrivilegeEscalation false).
+    PrivilegeEscalation,
+    /// `process.user.uid` 0 (restricted: runAsNonRoot).
+    RunAsRoot,
 }
 
 impl DenyRule {
     /// Every rule, in the order they are documented.
-    pub const ALL: [DenyRule; 8] = [
+    /// The first eight keep their codes in the policy cache's encoding; new rules go at the end.
+    pub const ALL: [DenyRule; 16] = [
         DenyRule::HostNetwork,
         DenyRule::HostPid,
         DenyRule::HostIpc,
@@ -114,6 +131,14 @@ impl DenyRule {
         DenyRule::RuntimeAnnotations,
         DenyRule::Capabilities,
         DenyRule::HostDevices,
+        DenyRule::Apparmor,
+        DenyRule::Selinux,
+        DenyRule::ProcMount,
+        DenyRule::Seccomp,
+        DenyRule::Sysctls,
+        DenyRule::RestrictedCapabilities,
+        DenyRule::PrivilegeEscalation,
+        DenyRule::RunAsRoot,
     ];
 
     /// The spelling used in the policy file, e.g. `"host-network"`.
@@ -127,12 +152,90 @@ impl DenyRule {
             DenyRule::RuntimeAnnotations => "runtime-annotations",
             DenyRule::Capabilities => "capabilities",
             DenyRule::HostDevices => "host-devices",
+            DenyRule::Apparmor => "apparmor",
+            DenyRule::Selinux => "selinux",
+            DenyRule::ProcMount => "proc-mount",
+            DenyRule::Seccomp => "seccomp",
+            DenyRule::Sysctls => "sysctls",
+            DenyRule::RestrictedCapabilities => "restricted-capabilities",
+            DenyRule::PrivilegeEscalation => "privilege-escalation",
+            DenyRule::RunAsRoot => "run-as-root",
         }
     }
 
     /// Parses the policy spelling.
     pub fn from_name(name: &str) -> Option<DenyRule> {
         DenyRule::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+/// A Pod Security Standards level a tenant takes as a whole (`pod_security = "baseline"`): the
+/// rules of its controls the node can see in the OCI spec (docs/pod-security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurity {
+    Baseline,
+    Restricted,
+}
+
+impl PodSecurity {
+    /// Baseline's controls, in the Standards' order.
+    pub const BASELINE: [DenyRule; 12] = [
+        DenyRule::HostNetwork,
+        DenyRule::HostPid,
+        DenyRule::HostIpc,
+        DenyRule::Privileged,
+        DenyRule::Capabilities,
+        DenyRule::HostPath,
+        DenyRule::HostDevices,
+        DenyRule::Apparmor,
+        DenyRule::Selinux,
+        DenyRule::ProcMount,
+        DenyRule::Seccomp,
+        DenyRule::Sysctls,
+    ];
+    /// What restricted adds to baseline.
+    pub const RESTRICTED_EXTRA: [DenyRule; 3] = [
+        DenyRule::PrivilegeEscalation,
+        DenyRule::RunAsRoot,
+        DenyRule::RestrictedCapabilities,
+    ];
+
+    /// The spelling used in the policy file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurity::Baseline => "baseline",
+            PodSecurity::Restricted => "restricted",
+        }
+    }
+
+    /// Parses the policy spelling.
+    pub fn from_name(name: &str) -> Option<PodSecurity> {
+        match name {
+            "baseline" => Some(PodSecurity::Baseline),
+            "restricted" => Some(PodSecurity::Restricted),
+            _ => None,
+        }
+    }
+
+    /// Every rule the level enforces.
+    pub fn rules(self) -> impl Iterator<Item = DenyRule> {
+        let extra: &[DenyRule] = match self {
+            PodSecurity::Baseline => &[],
+            PodSecurity::Restricted => &Self::RESTRICTED_EXTRA,
+        };
+        Self::BASELINE.into_iter().chain(extra.iter().copied())
+    }
+
+    /// Whether the level enforces `rule`.
+    pub fn enforces(self, rule: DenyRule) -> bool {
+        self.rules().any(|r| r == rule)
+    }
+}
+
+impl fmt::Display for PodSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -152,15 +255,34 @@ pub struct Tenant {
     pub containerd_namespaces: Vec<CompactString>,
     /// Name of a key of `Policy::backends`.
     pub backend: CompactString,
+    /// The rules listed in `deny`, in the file's order (see `rules` for all that apply).
     pub deny: Vec<DenyRule>,
+    /// A Pod Security Standards level whose rules apply beside `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecurity>,
     /// Runtime annotations let through despite `deny = ["runtime-annotations"]`: exact keys or `prefix*`.
     pub allow_annotations: Vec<CompactString>,
 }
 
 impl Tenant {
-    /// Whether the tenant lists `rule` in `deny`.
+    /// Whether the tenant enforces `rule`: listed in `deny`, or part of its `pod_security` level.
     pub fn denies(&self, rule: DenyRule) -> bool {
-        self.deny.contains(&rule)
+        self.deny.contains(&rule) || self.pod_security.is_some_and(|p| p.enforces(rule))
+    }
+
+    /// Every rule the tenant enforces: `deny` in its order, then the level's other rules.
+    pub fn rules(&self) -> impl Iterator<Item = DenyRule> + '_ {
+        let level = self.pod_security.into_iter().flat_map(PodSecurity::rules);
+        self.deny
+            .iter()
+            .copied()
+            .chain(level.filter(|r| !self.deny.contains(r)))
+    }
+
+    /// The level that enforces `rule` for this tenant, if any (for refusals: "baseline's
+    /// seccomp control").
+    pub fn level_of(&self, rule: DenyRule) -> Option<PodSecurity> {
+        self.pod_security.filter(|p| p.enforces(rule))
     }
 }
 

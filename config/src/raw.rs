@@ -40,6 +40,7 @@ pub(crate) struct RawTenant {
     pub backend: Option<Spanned<String>>,
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
+    pub pod_security: Option<Spanned<String>>,
     #[serde(default)]
     pub allow_annotations: Vec<Spanned<String>>,
 }

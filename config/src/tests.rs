@@ -86,7 +86,11 @@ fn embedded_default_is_valid_and_fail_closed() {
     );
     let def = &pol.tenants[&pol.default_tenant];
     assert_eq!(pol.backends[&def.backend].isolation, Isolation::Vm);
-    assert_eq!(def.deny, DenyRule::ALL.to_vec());
+    assert_eq!(def.deny, DenyRule::ALL[..8].to_vec());
+    assert_eq!(def.pod_security, Some(crate::PodSecurity::Baseline));
+    for rule in crate::PodSecurity::BASELINE {
+        assert!(def.denies(rule), "default tenant does not enforce {rule}");
+    }
     assert!(
         matches!(&pol.backends["kata"].kind, BackendKind::Shim { binary, .. } if binary == "containerd-shim-kata-v2")
     );
@@ -554,5 +558,57 @@ fn oversized_fifo_and_device_policies_are_refused_at_once() {
         let msg = e.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
         assert!(msg.contains(want), "{msg}");
+    }
+}
+
+/// `pod_security` takes a level's rules beside `deny`, in `deny`'s order first; the level is
+/// kept through the cache's encoding; a level that does not exist is an error at its line.
+#[test]
+fn pod_security_levels() {
+    let text = SPEC_EXAMPLE.replacen(
+        "[tenants.untrusted]\nbackend = \"kata\"\n",
+        "[tenants.untrusted]\nbackend = \"kata\"\npod_security = \"restricted\"\n",
+        1,
+    );
+    let pol = p(&text).unwrap_or_else(|e| panic!("{e}"));
+    let t = &pol.tenants["untrusted"];
+    assert_eq!(t.pod_security, Some(PodSecurity::Restricted));
+    let rules: Vec<DenyRule> = t.rules().collect();
+    assert_eq!(rules[..6], t.deny[..]);
+    for r in PodSecurity::Restricted.rules() {
+        assert!(rules.contains(&r), "{r} missing from {rules:?}");
+        assert_eq!(rules.iter().filter(|x| **x == r).count(), 1, "{r} twice");
+    }
+    assert!(t.denies(DenyRule::RunAsRoot));
+    assert_eq!(t.level_of(DenyRule::Seccomp), Some(PodSecurity::Restricted));
+    assert_eq!(t.level_of(DenyRule::RuntimeAnnotations), None);
+    let provider = &pol.tenants["provider"];
+    assert_eq!(provider.rules().count(), 0);
+    assert!(!provider.denies(DenyRule::Seccomp));
+    // baseline is a part of restricted; neither holds runtime-annotations
+    for r in PodSecurity::BASELINE {
+        assert!(PodSecurity::Restricted.enforces(r));
+    }
+    assert!(!PodSecurity::Baseline.enforces(DenyRule::RunAsRoot));
+    assert!(!PodSecurity::Restricted.enforces(DenyRule::RuntimeAnnotations));
+    assert_eq!(
+        codec::decode(&codec::encode(&pol)).map(|d| d.tenants),
+        Some(pol.tenants.clone())
+    );
+
+    let d = mistake(
+        "[tenants.untrusted]\nbackend = \"kata\"\n",
+        "[tenants.untrusted]\nbackend = \"kata\"\npod_security = \"strict\"\n",
+    );
+    assert_eq!(d.field, "tenants.untrusted.pod_security");
+    assert!(
+        d.message
+            .contains("unknown Pod Security Standards level `strict`"),
+        "{d}"
+    );
+    assert_eq!(d.line, 24);
+    // every new rule name parses and round-trips
+    for r in DenyRule::ALL {
+        assert_eq!(DenyRule::from_name(r.as_str()), Some(r));
     }
 }

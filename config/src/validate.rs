@@ -7,7 +7,9 @@ use toml_v1::Spanned;
 
 use crate::error::{line_col, ConfigError, Diagnostic};
 use crate::fieldpath::path_at;
-use crate::model::{Backend, BackendKind, DenyRule, Isolation, Policy, PolicySource, Tenant};
+use crate::model::{
+    Backend, BackendKind, DenyRule, Isolation, PodSecurity, Policy, PolicySource, Tenant,
+};
 use crate::pattern;
 use crate::raw::{RawBackend, RawPolicy, RawTenant};
 
@@ -549,6 +551,21 @@ fn build_tenant(
         }
     }
 
+    let pod_security = t.pod_security.as_ref().and_then(|p| {
+        let level = PodSecurity::from_name(p.get_ref());
+        if level.is_none() {
+            cx.err(
+                p.span().start,
+                format!("{base}.pod_security"),
+                format!(
+                    "unknown Pod Security Standards level `{}`; one of `baseline`, `restricted` (leave it out for none)",
+                    p.get_ref()
+                ),
+            );
+        }
+        level
+    });
+
     let mut allow_annotations = Vec::new();
     for (i, a) in t.allow_annotations.iter().enumerate() {
         let f = format!("{base}.allow_annotations[{i}]");
@@ -589,6 +606,7 @@ fn build_tenant(
         containerd_namespaces: names(containerd_namespaces),
         backend: backend.into(),
         deny,
+        pod_security,
         allow_annotations: names(allow_annotations),
     })
 }

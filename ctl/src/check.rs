@@ -162,6 +162,7 @@ fn print_policy(p: &Policy) {
                 iso,
                 list(&t.namespaces),
                 list(&t.containerd_namespaces),
+                t.pod_security.map_or("-".to_string(), |l| l.to_string()),
                 list(&t.deny.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
                 list(&t.allow_annotations),
             ]
@@ -174,6 +175,7 @@ fn print_policy(p: &Policy) {
             "ISOLATION",
             "NAMESPACES",
             "CONTAINERD_NS",
+            "POD_SECURITY",
             "DENY",
             "ALLOW_ANNOTATIONS",
         ],

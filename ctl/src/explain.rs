@@ -37,6 +37,7 @@ fn synthetic_inputs(a: &ExplainArgs, cns: &str) -> Inputs {
         mounts: Vec::new(),
         extra_capability: None,
         host_device: None,
+        security: Default::default(),
         host: Default::default(),
     }
 }
@@ -89,6 +90,9 @@ pub fn run(a: &ExplainArgs) -> u8 {
         }
         None => synthetic_inputs(a, &cns),
     };
+    // the one host fact a spec's meaning depends on: an empty AppArmor profile is unconfined
+    // where the kernel enforces AppArmor
+    inputs.host.apparmor_enabled = host::apparmor_enabled();
     if let (Some(ns), Some(_)) = (&a.namespace, &a.bundle) {
         // kubelet's namespace, as containerd would write it
         inputs.k8s_namespace = Some(ns.clone());
@@ -117,6 +121,10 @@ pub fn run(a: &ExplainArgs) -> u8 {
             let mut as_pod = inputs.clone();
             as_pod.role = Role::Sandbox;
             as_pod.annotations.remove(ann::BACKEND_OVERRIDE);
+            as_pod.annotations.insert(
+                ann::CONTAINER_TYPE.to_string(),
+                ann::CONTAINER_TYPE_SANDBOX.to_string(),
+            );
             as_pod.mounts.clear();
             (
                 as_pod.host_network,

@@ -19,6 +19,12 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Whether this host's kernel enforces AppArmor (as the shim reads it at `start`): then a task
+/// without a profile runs unconfined.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.first() == Some(&b'Y'))
+}
+
 /// One line per tier: whether the host can offer it, and why.
 pub fn tiers() -> Vec<(String, bool, String)> {
     let kvm_dev = Path::new("/dev/kvm");

@@ -79,6 +79,9 @@ pub struct HostFacts {
     /// built-in one) may mount such a source.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inside_pod_dirs: BTreeMap<usize, String>,
+    /// The host enforces AppArmor: there an empty `process.apparmorProfile` means unconfined.
+    #[serde(default)]
+    pub apparmor_enabled: bool,
 }
 
 /// Everything the decision reads about one task.
@@ -107,9 +110,45 @@ pub struct Inputs {
     /// The first device node or device cgroup allow rule beyond the default set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_device: Option<Finding>,
+    /// What the Pod Security Standards' controls read (docs/pod-security.md).
+    #[serde(default)]
+    pub security: SecurityInputs,
     /// Facts from the host about the bind sources (filled by `start`, not from the spec).
     #[serde(default)]
     pub host: HostFacts,
+}
+
+/// The spec fields the Pod Security Standards' controls read, as the runtime will apply them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityInputs {
+    /// `process.user.uid` (0 when absent: what every runtime then runs as).
+    pub uid: u32,
+    /// `process.noNewPrivileges`.
+    pub no_new_privileges: bool,
+    /// `process.apparmorProfile` (empty when absent).
+    pub apparmor_profile: String,
+    /// `process.selinuxLabel` (empty when absent).
+    pub selinux_label: String,
+    /// `linux.seccomp`; `None` when absent.
+    pub seccomp: Option<SeccompInputs>,
+    /// The keys of `linux.sysctl`, as written.
+    pub sysctls: Vec<String>,
+    /// `linux.maskedPaths`.
+    pub masked_paths: Vec<String>,
+    /// `linux.readonlyPaths`.
+    pub readonly_paths: Vec<String>,
+    /// The first capability beyond `CAP_NET_BIND_SERVICE`, in any capability set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond_restricted: Option<Finding>,
+}
+
+/// A seccomp filter, reduced to whether it refuses anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompInputs {
+    /// `linux.seccomp.defaultAction`, as written.
+    pub default_action: String,
+    /// Some action (the default or a rule's) neither allows nor only logs.
+    pub refuses_something: bool,
 }
 
 impl Inputs {
@@ -145,98 +184,16 @@ pub fn parse_spec(bytes: &[u8]) -> Result<Spec, SpecError> {
     Ok(serde_json::from_slice(bytes)?)
 }
 
-/// Routing inputs from a parsed spec (same extraction as `inputs_from_config_json`, which is the
-/// cheaper entry point when all you have is the bytes).
-pub fn inputs_from_spec(spec: &Spec, containerd_namespace: &str, id: &str) -> Inputs {
-    light_from_spec(spec).into_inputs(containerd_namespace, id)
-}
-
-fn light_from_spec(spec: &Spec) -> LightSpec {
-    let caps = |set: &Option<oci_spec::runtime::Capabilities>| {
-        set.as_ref().map(|s| {
-            let names: Vec<String> = s.iter().map(|c| c.to_string()).collect();
-            CapSet::from_names(names.iter().map(String::as_str))
-        })
-    };
-    LightSpec {
-        annotations: spec
-            .annotations()
-            .as_ref()
-            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        mounts: spec.mounts().as_ref().map(|ms| {
-            ms.iter()
-                .map(|m| LightMount {
-                    destination: m.destination().to_string_lossy().into_owned(),
-                    source: m
-                        .source()
-                        .as_ref()
-                        .map(|p| p.to_string_lossy().into_owned()),
-                    kind: m.typ().clone(),
-                    options: m
-                        .options()
-                        .as_ref()
-                        .map(|o| BindOption::from_options(o.iter().map(String::as_str))),
-                })
-                .collect()
-        }),
-        process: spec.process().as_ref().map(|p| LightProcess {
-            capabilities: p.capabilities().as_ref().map(|c| LightCaps {
-                bounding: caps(c.bounding()),
-                effective: caps(c.effective()),
-                permitted: caps(c.permitted()),
-                inheritable: caps(c.inheritable()),
-                ambient: caps(c.ambient()),
-            }),
-        }),
-        linux: spec.linux().as_ref().map(|l| LightLinux {
-            devices: l.devices().as_ref().map(|ds| {
-                ds.iter()
-                    .map(|d| LightDeviceNode {
-                        path: d.path().to_string_lossy().into_owned(),
-                        kind: d.typ().as_str().to_string(),
-                        major: d.major(),
-                        minor: d.minor(),
-                    })
-                    .collect()
-            }),
-            namespaces: l.namespaces().as_ref().map(|ns| {
-                ns.iter()
-                    .map(|n| LightNamespace {
-                        kind: namespace_name(n.typ()).to_string(),
-                        path: n.path().as_ref().map(|p| p.to_string_lossy().into_owned()),
-                    })
-                    .collect()
-            }),
-            resources: l.resources().as_ref().map(|r| LightResources {
-                devices: r.devices().as_ref().map(|ds| {
-                    ds.iter()
-                        .map(|d| LightDevice {
-                            allow: d.allow(),
-                            kind: d.typ().map(|t| t.as_str().to_string()),
-                            major: d.major(),
-                            minor: d.minor(),
-                            access: d.access().clone(),
-                        })
-                        .collect()
-                }),
-            }),
-        }),
-    }
-}
-
-/// The OCI spelling of a namespace type (as in `config.json`).
-fn namespace_name(t: oci_spec::runtime::LinuxNamespaceType) -> &'static str {
-    use oci_spec::runtime::LinuxNamespaceType as T;
-    match t {
-        T::Mount => "mount",
-        T::Cgroup => "cgroup",
-        T::Uts => "uts",
-        T::Ipc => "ipc",
-        T::User => "user",
-        T::Pid => "pid",
-        T::Network => "network",
-        T::Time => "time",
-    }
+/// Routing inputs from a parsed spec: the spec is written back to JSON and read by the same
+/// extraction as `inputs_from_config_json` (tools only; `start` has the bytes).
+pub fn inputs_from_spec(
+    spec: &Spec,
+    containerd_namespace: &str,
+    id: &str,
+) -> Result<Inputs, SpecError> {
+    let value = serde_json::to_value(spec)?;
+    let light = LightSpec::deserialize(value)?;
+    Ok(light.into_inputs(containerd_namespace, id))
 }
 
 /// Routing inputs straight from the bytes of `config.json`, in one parse.
@@ -280,9 +237,40 @@ struct LightMount {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct LightProcess {
     #[serde(default)]
     capabilities: Option<LightCaps>,
+    #[serde(default)]
+    user: Option<LightUser>,
+    #[serde(default)]
+    no_new_privileges: Option<bool>,
+    #[serde(default)]
+    apparmor_profile: Option<String>,
+    #[serde(default)]
+    selinux_label: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LightUser {
+    #[serde(default)]
+    uid: u32,
+}
+
+/// `linux.seccomp`, reduced to its actions (the syscall names are skipped unread).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LightSeccomp {
+    #[serde(default)]
+    default_action: String,
+    #[serde(default)]
+    syscalls: Option<Vec<LightSyscall>>,
+}
+
+#[derive(Deserialize)]
+struct LightSyscall {
+    #[serde(default)]
+    action: String,
 }
 
 #[derive(Deserialize)]
@@ -300,9 +288,18 @@ struct LightCaps {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct LightLinux {
     #[serde(default)]
     devices: Option<Vec<LightDeviceNode>>,
+    #[serde(default)]
+    seccomp: Option<LightSeccomp>,
+    #[serde(default)]
+    sysctl: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    masked_paths: Option<Vec<String>>,
+    #[serde(default)]
+    readonly_paths: Option<Vec<String>>,
     #[serde(default)]
     namespaces: Option<Vec<LightNamespace>>,
     #[serde(default)]
@@ -472,6 +469,7 @@ impl LightSpec {
             }
         }
         let mut extra_capability = None;
+        let mut beyond_restricted = None;
         if let Some(caps) = self.process.as_ref().and_then(|p| p.capabilities.as_ref()) {
             let sets = [
                 ("bounding", &caps.bounding),
@@ -494,8 +492,19 @@ impl LightSpec {
                         what: cap.to_string(),
                     });
                 }
+                if beyond_restricted.is_none() {
+                    beyond_restricted = set.first_beyond_restricted().map(|cap| Finding {
+                        field: format!("process.capabilities.{name}"),
+                        what: cap.to_string(),
+                    });
+                }
             }
         }
+        let security = security_inputs(
+            self.process.as_ref(),
+            self.linux.as_ref(),
+            beyond_restricted,
+        );
         let mounts = self
             .mounts
             .unwrap_or_default()
@@ -527,7 +536,46 @@ impl LightSpec {
             annotations,
             extra_capability,
             host_device,
+            security,
             host: HostFacts::default(),
         }
+    }
+}
+
+/// Seccomp actions that refuse nothing.
+const PERMISSIVE_SECCOMP_ACTIONS: [&str; 2] = ["SCMP_ACT_ALLOW", "SCMP_ACT_LOG"];
+
+fn security_inputs(
+    process: Option<&LightProcess>,
+    linux: Option<&LightLinux>,
+    beyond_restricted: Option<Finding>,
+) -> SecurityInputs {
+    let text = |v: Option<&String>| v.cloned().unwrap_or_default();
+    let seccomp = linux.and_then(|l| l.seccomp.as_ref()).map(|s| {
+        // an empty action is no valid filter: it counts as refusing nothing
+        let refuses = |a: &str| !a.is_empty() && !PERMISSIVE_SECCOMP_ACTIONS.contains(&a);
+        SeccompInputs {
+            default_action: s.default_action.clone(),
+            refuses_something: refuses(&s.default_action)
+                || s.syscalls.iter().flatten().any(|r| refuses(&r.action)),
+        }
+    });
+    SecurityInputs {
+        uid: process.and_then(|p| p.user.as_ref()).map_or(0, |u| u.uid),
+        no_new_privileges: process.and_then(|p| p.no_new_privileges) == Some(true),
+        apparmor_profile: text(process.and_then(|p| p.apparmor_profile.as_ref())),
+        selinux_label: text(process.and_then(|p| p.selinux_label.as_ref())),
+        seccomp,
+        sysctls: linux
+            .and_then(|l| l.sysctl.as_ref())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        masked_paths: linux
+            .and_then(|l| l.masked_paths.clone())
+            .unwrap_or_default(),
+        readonly_paths: linux
+            .and_then(|l| l.readonly_paths.clone())
+            .unwrap_or_default(),
+        beyond_restricted,
     }
 }

@@ -5,6 +5,7 @@ pub mod annotations;
 mod decision;
 pub mod hostpath;
 mod inputs;
+pub mod podsecurity;
 pub mod rules;
 mod specflags;
 mod tenant;
@@ -12,9 +13,11 @@ mod tenant;
 pub use decision::{decide_container, decide_sandbox, Decision, Refusal};
 pub use inputs::{
     inputs_from_config_json, inputs_from_spec, parse_spec, Finding, HostFacts, Inputs, MountInput,
-    Protected, Role, SpecError,
+    Protected, Role, SeccompInputs, SecurityInputs, SpecError,
 };
-pub use specflags::{BASELINE_CAPABILITIES, BASE_CAPABILITIES, ROOT_EQUIVALENT_CAPABILITY};
+pub use specflags::{
+    BASELINE_CAPABILITIES, BASE_CAPABILITIES, RESTRICTED_CAPABILITIES, ROOT_EQUIVALENT_CAPABILITY,
+};
 pub use tenant::{match_tenant, TenantMatch};
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use router_config::{
 use crate::decision::Refusal;
 use crate::hostpath::{self, PodIds};
 use crate::inputs::Inputs;
+use crate::podsecurity;
 use crate::specflags::BASELINE_CAPABILITIES;
 
 /// Non-bind mount types that carry no host path (kernel pseudo-filesystems and memory-backed ones).
@@ -40,8 +41,17 @@ pub fn check_deny(
     inputs: &Inputs,
     what: &str,
 ) -> Result<Vec<String>, Refusal> {
-    for rule in &tenant.deny {
-        if let Some((field, message)) = violation(policy, tenant, *rule, inputs, what) {
+    for rule in tenant.rules() {
+        if !podsecurity::applies(rule, inputs) {
+            continue;
+        }
+        if let Some((field, mut message)) = violation(policy, tenant, rule, inputs, what) {
+            if let Some(level) = tenant.level_of(rule) {
+                message.push_str(&format!(
+                    " (pod_security `{level}`: control \"{}\" of the Pod Security Standards)",
+                    podsecurity::control(rule)
+                ));
+            }
             return Err(Refusal {
                 tenant: Some(tenant.name.to_string()),
                 rule: format!("deny:{rule}"),
@@ -50,12 +60,16 @@ pub fn check_deny(
             });
         }
     }
-    Ok(if tenant.deny.is_empty() {
+    let list: Vec<&str> = tenant.rules().map(|r| r.as_str()).collect();
+    Ok(if list.is_empty() {
         Vec::new()
     } else {
-        let list: Vec<&str> = tenant.deny.iter().map(|r| r.as_str()).collect();
+        let level = tenant
+            .pod_security
+            .map(|l| format!(" (pod_security `{l}`)"))
+            .unwrap_or_default();
         vec![format!(
-            "{what} passes tenant `{}`'s deny rules: {}",
+            "{what} passes tenant `{}`'s deny rules{level}: {}",
             tenant.name,
             list.join(", ")
         )]
@@ -116,6 +130,19 @@ fn violation(
                     "{what} asks for host device `{}` beyond the default devices, denied for tenant `{}`",
                     f.what, tenant.name
                 ),
+            )
+        }),
+        DenyRule::Apparmor
+        | DenyRule::Selinux
+        | DenyRule::ProcMount
+        | DenyRule::Seccomp
+        | DenyRule::Sysctls
+        | DenyRule::RestrictedCapabilities
+        | DenyRule::PrivilegeEscalation
+        | DenyRule::RunAsRoot => podsecurity::violation(rule, inputs).map(|(field, problem)| {
+            (
+                field,
+                format!("{what} {problem}, denied for tenant `{}`", tenant.name),
             )
         }),
         DenyRule::RuntimeAnnotations => inputs
@@ -207,9 +234,7 @@ pub fn check_pinnable(
     inputs: &Inputs,
     what: &str,
 ) -> Result<(), Refusal> {
-    if !tenant.deny.contains(&DenyRule::HostPath)
-        || matches!(backend.kind, BackendKind::Builtin { .. })
-    {
+    if !tenant.denies(DenyRule::HostPath) || matches!(backend.kind, BackendKind::Builtin { .. }) {
         return Ok(());
     }
     let Some((i, dir)) = inputs.host.inside_pod_dirs.iter().next() else {

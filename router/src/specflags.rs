@@ -77,6 +77,10 @@ pub const BASELINE_CAPABILITIES: [&str; 14] = [
     "CAP_SYS_CHROOT",
 ];
 
+/// The capabilities a container may keep under the Pod Security Standards' restricted level
+/// (drop ALL, add back at most NET_BIND_SERVICE).
+pub const RESTRICTED_CAPABILITIES: [&str; 1] = ["CAP_NET_BIND_SERVICE"];
+
 /// The capability that makes a container root on the host in all but name (mount, namespaces,
 /// most of the kernel's admin interfaces): a set holding it counts as privileged whatever else
 /// it holds, so `add_capabilities: ["ALL"]` is privileged even where the host's bounding set
@@ -135,7 +139,17 @@ impl CapSet {
     /// The first capability of the set beyond the baseline (in kernel order), or
     /// `"an unknown capability"` for a name this router does not know.
     pub(crate) fn first_beyond_baseline(self) -> Option<&'static str> {
-        let beyond = self.0 & !mask_of(&BASELINE_CAPABILITIES);
+        self.first_beyond(&BASELINE_CAPABILITIES)
+    }
+
+    /// The first capability of the set beyond what the restricted level lets a container keep
+    /// (`RESTRICTED_CAPABILITIES`).
+    pub(crate) fn first_beyond_restricted(self) -> Option<&'static str> {
+        self.first_beyond(&RESTRICTED_CAPABILITIES)
+    }
+
+    fn first_beyond(self, allowed: &[&str]) -> Option<&'static str> {
+        let beyond = self.0 & !mask_of(allowed);
         if beyond == 0 {
             return None;
         }
@@ -145,6 +159,7 @@ impl CapSet {
         cap_name(beyond.trailing_zeros() as usize)
     }
 
+    #[cfg(test)]
     pub(crate) fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> CapSet {
         let mut set = CapSet::default();
         for n in names {
@@ -182,6 +197,7 @@ impl BindOption {
         option == "bind" || option == "rbind"
     }
 
+    #[cfg(test)]
     pub(crate) fn from_options<'a>(options: impl IntoIterator<Item = &'a str>) -> BindOption {
         BindOption(options.into_iter().any(Self::is_bind))
     }
@@ -314,6 +330,27 @@ mod tests {
         assert_eq!(
             CapSet::from_names(["sys_admin"]).first_beyond_baseline(),
             Some("CAP_SYS_ADMIN")
+        );
+    }
+
+    #[test]
+    fn restricted_keeps_net_bind_service_only() {
+        assert_eq!(CapSet::default().first_beyond_restricted(), None);
+        assert_eq!(
+            CapSet::from_names(["NET_BIND_SERVICE"]).first_beyond_restricted(),
+            None
+        );
+        assert_eq!(
+            CapSet::from_names(["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]).first_beyond_restricted(),
+            Some("CAP_CHOWN")
+        );
+        assert_eq!(
+            CapSet::from_names(["CAP_NET_RAW"]).first_beyond_restricted(),
+            Some("CAP_NET_RAW")
+        );
+        assert_eq!(
+            CapSet::from_names(["CAP_WHATEVER"]).first_beyond_restricted(),
+            Some("an unknown capability")
         );
     }
 

@@ -2,5 +2,6 @@
 
 mod fixtures;
 mod floor;
+mod podsecurity;
 mod props;
 mod table;

@@ -29,6 +29,14 @@ const TASKS_DIR: &str = "io.containerd.runtime.v2.task";
 /// Largest containerd config read for its `root` and `state`.
 const MAX_CONTAINERD_CONFIG: u64 = 1 << 20;
 
+/// Where the kernel says whether it enforces AppArmor (`Y`/`N`; absent without the module).
+pub const APPARMOR_ENABLED: &str = "/sys/module/apparmor/parameters/enabled";
+
+/// Whether this host's kernel enforces AppArmor: then a task without a profile runs unconfined.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read(APPARMOR_ENABLED).is_ok_and(|b| b.first() == Some(&b'Y'))
+}
+
 /// The host facts of one task; `pod_sources` are the bind sources earlier tasks of its pod
 /// were given (`RecordStore::read_binds`).
 pub fn gather(
@@ -40,6 +48,7 @@ pub fn gather(
 ) -> HostFacts {
     let mut facts = HostFacts {
         protected: protected(policy, args, bundle),
+        apparmor_enabled: apparmor_enabled(),
         ..HostFacts::default()
     };
     let ids = PodIds {

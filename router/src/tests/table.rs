@@ -694,7 +694,17 @@ fn embedded_default_routes_kube_system_to_runc_and_rest_to_kata() {
     let d = decide_sandbox(&pol, &inputs(&sandbox_spec("default"), "k8s.io"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((d.backend.as_str(), d.isolation), ("kata", Isolation::Vm));
-    let d = decide_sandbox(&pol, &inputs(&ctr_spec(), "default")).unwrap_or_else(|e| panic!("{e}"));
+    // a task without CRI is its own pod, held to the untrusted tenant's baseline level: as `ctr
+    // run` writes it without --seccomp it is refused; with a filter and the default masks it runs
+    let e = decide_sandbox(&pol, &inputs(&ctr_spec(), "default")).expect_err("baseline");
+    assert_eq!(e.rule, "deny:proc-mount", "{e}");
+    let mut task = ctr_spec();
+    task["linux"]["maskedPaths"] = serde_json::json!(crate::podsecurity::DEFAULT_MASKED_PATHS);
+    task["linux"]["readonlyPaths"] = serde_json::json!(crate::podsecurity::DEFAULT_READONLY_PATHS);
+    let e = decide_sandbox(&pol, &inputs(&task, "default")).expect_err("no seccomp");
+    assert_eq!(e.rule, "deny:seccomp", "{e}");
+    task["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"});
+    let d = decide_sandbox(&pol, &inputs(&task, "default")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(d.backend, "kata");
 }
 
@@ -736,7 +746,7 @@ fn spec_paths_agree() {
         let bytes = serde_json::to_vec(&spec).unwrap_or_default();
         let full = parse_spec(&bytes).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            inputs_from_spec(&full, "k8s.io", "id"),
+            inputs_from_spec(&full, "k8s.io", "id").unwrap_or_else(|e| panic!("{e}")),
             crate::inputs_from_config_json(&bytes, "k8s.io", "id")
                 .unwrap_or_else(|e| panic!("{e}"))
         );

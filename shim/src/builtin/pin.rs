@@ -104,7 +104,7 @@ pub fn pin_bind_sources(
         .tenants
         .get(rec.tenant.as_str())
         .or_else(|| policy.default_tenant());
-    if !tenant.is_some_and(|t| t.deny.contains(&DenyRule::HostPath)) {
+    if !tenant.is_some_and(|t| t.denies(DenyRule::HostPath)) {
         return Ok(None);
     }
     let path = bundle.join(CONFIG);
