@@ -2,8 +2,8 @@
 //! handler is the router, a trusted pod (Kubernetes namespace `telemetry`) and an untrusted pod
 //! (namespace `customer-a`), and then where each landed and why: the decision record, the shim
 //! serving the pod, what the pod sees as its kernel (`uname -r`, `dmesg`), the audit lines. It also
-//! shows two refusals an untrusted tenant meets (asking for the host network, asking for weaker
-//! isolation). Everything it starts is removed at the end.
+//! shows three refusals an untrusted tenant meets (asking for the host network, an unsafe sysctl
+//! under the tenant's Pod Security Standards baseline, asking for weaker isolation). Everything it starts is removed at the end.
 //!
 //! The untrusted tier here is the built-in backend driving gVisor (`runsc`, from Debian): Kata is
 //! neither packaged by Debian nor fetchable on these machines, so a real VM tier cannot be shown
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use router_integration::{
-    procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, K8S_NAMESPACE,
+    procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, SeccompProfile, K8S_NAMESPACE,
 };
 use serde_json::Value;
 
@@ -40,6 +40,7 @@ backend = "runc"
 
 [tenants.untrusted]
 backend = "gvisor"
+pod_security = "baseline"
 deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations", "capabilities", "host-devices"]
 "#;
 
@@ -57,8 +58,10 @@ async fn run_pod(h: &Containerd, cri: &CriClient, ns: &str, name: &str) -> Resul
         .run_pod(&sandbox)
         .await
         .with_context(|| format!("RunPodSandbox {ns}/{name}"))?;
+    // RuntimeDefault seccomp, as kubelet sends it with --seccomp-default (docs/pod-security.md)
     let container = ContainerSpec::new("main")
         .in_pod(&pod)
+        .seccomp(SeccompProfile::RuntimeDefault)
         .shell(WORKLOAD)
         .build();
     let cid = cri
@@ -189,6 +192,14 @@ async fn demo(h: &Containerd) -> Result<()> {
         &cri,
         "untrusted pod asking for the host network",
         h.pod("customer-a", "sniffer").host_network(true),
+    )
+    .await;
+    refused(
+        h,
+        &cri,
+        "untrusted pod setting a sysctl outside the Pod Security Standards' safe set",
+        h.pod("customer-a", "tuner")
+            .sysctl("kernel.msgmax", "65536"),
     )
     .await;
     refused(

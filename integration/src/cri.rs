@@ -19,6 +19,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use crate::config::BUSYBOX_IMAGE;
 use crate::error::{Error, Result};
 
+/// A `seccompProfile.type` (RuntimeDefault, Unconfined, Localhost).
+pub use k8s_cri::v1::security_profile::ProfileType as SeccompProfile;
 pub use k8s_cri::v1::{ContainerConfig, ContainerState, PodSandboxConfig, PodSandboxState};
 
 /// Deadline of one CRI call unless told otherwise (generous: the machine is shared).
@@ -586,6 +588,8 @@ pub struct PodSpec {
     pub hostname: String,
     /// Cgroup parent (empty: containerd's default).
     pub cgroup_parent: String,
+    /// `securityContext.sysctls`.
+    pub sysctls: HashMap<String, String>,
 }
 
 impl PodSpec {
@@ -628,6 +632,11 @@ impl PodSpec {
         self.privileged = on;
         self
     }
+    /// Adds a pod sysctl.
+    pub fn sysctl(mut self, key: &str, value: &str) -> Self {
+        self.sysctls.insert(key.into(), value.into());
+        self
+    }
     /// Sets the log directory.
     pub fn log_directory(mut self, dir: impl Into<PathBuf>) -> Self {
         self.log_directory = Some(dir.into());
@@ -658,6 +667,7 @@ impl PodSpec {
             annotations: self.annotations.clone(),
             linux: Some(cri::LinuxPodSandboxConfig {
                 cgroup_parent: self.cgroup_parent.clone(),
+                sysctls: self.sysctls.clone(),
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: ns_mode(self.host_network, cri::NamespaceMode::Pod),
@@ -725,6 +735,70 @@ pub struct ContainerSpec {
     pub add_capabilities: Vec<String>,
     /// Host devices given to the container (kubelet's device plugins do this): host path.
     pub devices: Vec<String>,
+    /// `securityContext.capabilities.drop` (e.g. `ALL`).
+    pub drop_capabilities: Vec<String>,
+    /// `runAsUser`.
+    pub run_as_user: Option<i64>,
+    /// `allowPrivilegeEscalation: false` as kubelet sends it.
+    pub no_new_privs: bool,
+    /// `seccompProfile.type` (`None`: unset, which containerd runs unconfined).
+    pub seccomp: Option<SeccompProfile>,
+    /// `maskedPaths` as kubelet sends them: `KUBELET_MASKED_PATHS` for procMount Default.
+    pub masked_paths: Vec<String>,
+    /// `readonlyPaths` as kubelet sends them: `KUBELET_READONLY_PATHS`.
+    pub readonly_paths: Vec<String>,
+}
+
+/// What kubelet sends as `maskedPaths` for procMount `Default` (containerd's CRI plugin masks
+/// nothing when a client sends none).
+pub const KUBELET_MASKED_PATHS: [&str; 10] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// What kubelet sends as `readonlyPaths` for procMount `Default`.
+pub const KUBELET_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+impl ContainerSpec {
+    /// Removes a capability (`drop`), e.g. `ALL`.
+    pub fn drop_capability(mut self, cap: &str) -> Self {
+        self.drop_capabilities.push(cap.into());
+        self
+    }
+    /// Sets `runAsUser`.
+    pub fn run_as_user(mut self, uid: i64) -> Self {
+        self.run_as_user = Some(uid);
+        self
+    }
+    /// Sets no_new_privs (`allowPrivilegeEscalation: false`).
+    pub fn no_new_privs(mut self, on: bool) -> Self {
+        self.no_new_privs = on;
+        self
+    }
+    /// Sets the seccomp profile type.
+    pub fn seccomp(mut self, profile: SeccompProfile) -> Self {
+        self.seccomp = Some(profile);
+        self
+    }
+    /// Sets the masked paths kubelet sends (a procMount other than Default sends fewer).
+    pub fn masked_paths(mut self, paths: &[&str]) -> Self {
+        self.masked_paths = paths.iter().map(|p| p.to_string()).collect();
+        self
+    }
 }
 
 impl ContainerSpec {
@@ -749,6 +823,12 @@ impl ContainerSpec {
             host_ipc: false,
             add_capabilities: Vec::new(),
             devices: Vec::new(),
+            drop_capabilities: Vec::new(),
+            run_as_user: None,
+            no_new_privs: false,
+            seccomp: None,
+            masked_paths: KUBELET_MASKED_PATHS.map(String::from).to_vec(),
+            readonly_paths: KUBELET_READONLY_PATHS.map(String::from).to_vec(),
         }
     }
     /// Adds a capability to `add_capabilities`.
@@ -884,10 +964,21 @@ impl ContainerSpec {
                 }),
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     privileged: self.privileged,
-                    capabilities: (!self.add_capabilities.is_empty()).then(|| cri::Capability {
+                    capabilities: (!self.add_capabilities.is_empty()
+                        || !self.drop_capabilities.is_empty())
+                    .then(|| cri::Capability {
                         add_capabilities: self.add_capabilities.clone(),
+                        drop_capabilities: self.drop_capabilities.clone(),
                         ..Default::default()
                     }),
+                    run_as_user: self.run_as_user.map(|value| cri::Int64Value { value }),
+                    no_new_privs: self.no_new_privs,
+                    seccomp: self.seccomp.map(|p| cri::SecurityProfile {
+                        profile_type: p as i32,
+                        ..Default::default()
+                    }),
+                    masked_paths: self.masked_paths.clone(),
+                    readonly_paths: self.readonly_paths.clone(),
                     namespace_options: Some(cri::NamespaceOption {
                         network: ns_mode(self.host_network, cri::NamespaceMode::Pod),
                         pid: ns_mode(self.host_pid, cri::NamespaceMode::Container),

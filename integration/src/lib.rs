@@ -26,7 +26,7 @@ pub mod standin;
 
 pub use config::{RuntimeHandler, BUSYBOX_IMAGE, PAUSE_IMAGE};
 pub use containerd::{Containerd, ContainerdOptions, K8S_NAMESPACE};
-pub use cri::{ContainerSpec, CriClient, ExecOutput, PodSpec};
+pub use cri::{ContainerSpec, CriClient, ExecOutput, PodSpec, SeccompProfile};
 pub use ctr::Ctr;
 pub use error::{Error, Result};
 pub use standin::{install_standin, STANDIN_BINARY};
