@@ -327,3 +327,78 @@ fn deploy_artefacts_check_clean() {
         "pod_annotations must pass what the policy expects: {out}"
     );
 }
+
+/// `explain --bundle` shows a Pod Security refusal as `start` would write it: the rule, the
+/// field and the level; and a compliant twin's decision.
+#[test]
+fn explain_bundle_shows_pod_security_refusals() {
+    let d = Dir::new();
+    let policy = r#"version = 1
+default_tenant = "tenants"
+[backends.runc]
+kind = "builtin"
+runtime = "/usr/sbin/runc"
+isolation = "container"
+[tenants.tenants]
+backend = "runc"
+pod_security = "restricted"
+"#;
+    let p = d.write("policy.toml", policy);
+    let p = p.to_string_lossy();
+    let masked = r#"["/proc/acpi","/proc/asound","/proc/kcore","/proc/keys","/proc/latency_stats","/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/proc/scsi","/sys/firmware"]"#;
+    let readonly = r#"["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]"#;
+    let spec = |uid: u32, sysctl: &str| {
+        format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"user":{{"uid":{uid}}},"args":["sh"],"cwd":"/","noNewPrivileges":true,
+              "capabilities":{{"bounding":["CAP_NET_BIND_SERVICE"]}}}},"root":{{"path":"rootfs"}},
+              "annotations":{{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"s1","io.kubernetes.cri.sandbox-namespace":"web"}},
+              "linux":{{"namespaces":[{{"type":"pid"}},{{"type":"ipc"}},{{"type":"mount"}},{{"type":"network"}}],
+              "seccomp":{{"defaultAction":"SCMP_ACT_ERRNO"}},"maskedPaths":{masked},"readonlyPaths":{readonly},"sysctl":{sysctl}}}}}"#
+        )
+    };
+    // (uid, sysctls, exit code, what the output holds)
+    let cases: [(u32, &str, i32, &[&str]); 3] = [
+        (
+            1000,
+            "{}",
+            0,
+            &["tenant:    tenants", "pod_security `restricted`"],
+        ),
+        (
+            0,
+            "{}",
+            1,
+            &[
+                "deny:run-as-root",
+                "process.user.uid",
+                "pod_security `restricted`",
+                "Running as Non-root",
+            ],
+        ),
+        (
+            1000,
+            r#"{"kernel.msgmax":"1"}"#,
+            1,
+            &[
+                "deny:sysctls",
+                "linux.sysctl[kernel.msgmax]",
+                "control \"Sysctls\"",
+            ],
+        ),
+    ];
+    for (i, (uid, sysctl, want_code, needles)) in cases.iter().enumerate() {
+        d.write(&format!("b{i}/config.json"), &spec(*uid, sysctl));
+        let bundle = d.path().join(format!("b{i}"));
+        let (code, out, err) = routerctl(&[
+            "explain",
+            "--config",
+            &p,
+            "--bundle",
+            &bundle.to_string_lossy(),
+        ]);
+        assert_eq!(code, *want_code, "case {i}: {out}\n{err}");
+        for n in *needles {
+            assert!(out.contains(n), "case {i}: no {n:?} in {out}");
+        }
+    }
+}
