@@ -3,7 +3,7 @@
 # sandbox and once per container (`start`), so its process start-up is on the pod start path:
 # it is linked statically and position-dependent (no shared libraries to load, no symbol lookups,
 # no relocations to apply before `main`), which halves what the router adds to a pod start (see
-# README "Benchmarks"). Only the final link of that one binary gets these flags (`cargo rustc`),
+# docs/benchmarks.md). Only the final link of that one binary gets these flags (`cargo rustc`),
 # so build scripts and proc-macros are built as usual.
 # Usage: scripts/build-shim.sh [--release]   (binaries land in ${CARGO_TARGET_DIR:-target}/<profile>/)
 set -euo pipefail

@@ -48,7 +48,7 @@ fi
 # private prefix by scripts/install-containerd.sh (the system's 1.6 stays untouched). A failure
 # names the containerd version. 2.x runs every e2e suite (hand-off through the relay that keeps
 # containerd calling the router's `start`, built-in, gVisor, faults, cluster); 1.7 the routing,
-# deny and restart suites (README "containerd versions").
+# deny and restart suites (docs/containerd-versions.md).
 failed_versions=""
 if [ "$test_status" -eq 0 ]; then
     step "installing containerd 1.7 and 2.x into a private prefix"

@@ -612,3 +612,22 @@ fn pod_security_levels() {
         assert_eq!(DenyRule::from_name(r.as_str()), Some(r));
     }
 }
+
+/// The README's "policy in ten lines" is a valid policy whose untrusted tenant takes baseline.
+#[test]
+fn readme_policy_in_ten_lines_validates() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## The policy in ten lines")
+        .nth(1)
+        .unwrap_or_else(|| panic!("README lost its policy section"));
+    let start = section.find("```toml\n").map(|i| i + 8).unwrap_or(0);
+    let len = section[start..].find("```").unwrap_or(0);
+    let text = &section[start..start + len];
+    assert!(text.lines().count() <= 10, "{text}");
+    let pol = p(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        pol.tenants["untrusted"].pod_security,
+        Some(PodSecurity::Baseline)
+    );
+}

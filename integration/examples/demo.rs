@@ -7,7 +7,7 @@
 //!
 //! The untrusted tier here is the built-in backend driving gVisor (`runsc`, from Debian): Kata is
 //! neither packaged by Debian nor fetchable on these machines, so a real VM tier cannot be shown
-//! (`routerctl check` says which tiers a host can offer; production config in README.md).
+//! (`routerctl check` says which tiers a host can offer; production config in docs/install.md).
 
 use std::path::Path;
 use std::time::Duration;
