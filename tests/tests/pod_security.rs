@@ -366,7 +366,8 @@ async fn lsm_controls_hold(fx: &Fixture, level: &str, tier: &str) -> Result<()> 
         ]
     };
     // (id, lsm, refused as (rule, field), or let through)
-    let cases: [(&str, (&str, &str), Option<(&str, &str)>); 4] = [
+    type Lsm<'a> = (&'a str, &'a str);
+    let cases: [(&str, Lsm, Option<Lsm>); 4] = [
         (
             "aa-bad",
             ("apparmorProfile", "unconfined"),
