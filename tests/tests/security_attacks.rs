@@ -127,124 +127,114 @@ async fn edited_bundle_record_runs_nothing_of_the_pods_choosing_standin() -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_host_paths_are_refused_own_pod_paths_work_standin() -> Result<()> {
-    let fx = shared().await?;
-    with_log(
-        &fx,
-        async {
-            let cri = fx.cri().await?;
-            let victim = fx.h.pod(NS, "victim");
-            let (victim_id, _, _) = pod_with_container(&fx, &cri, &victim).await?;
-            let victim_vol = fx.kubelet_volume(&victim.uid, "secret")?;
+    with_shared(|fx, cri| async move {
+        let victim = fx.h.pod(NS, "victim");
+        let (victim_id, _, _) = pod_with_container(&fx, &cri, &victim).await?;
+        let victim_vol = fx.kubelet_volume(&victim.uid, "secret")?;
 
-            let pod = fx.h.pod(NS, "prober");
-            let (pod_id, cfg, _) = pod_with_container(&fx, &cri, &pod).await?;
-            let tasks =
-                fx.h.state()
-                    .join("io.containerd.runtime.v2.task")
-                    .join(K8S_NAMESPACE);
-            let shared_paths = [
-                fx.h.socket().to_path_buf(),
-                victim_vol.clone(),
-                tasks.join(&victim_id),
-                tasks.clone(),
-                fx.h.root()
-                    .join("io.containerd.grpc.v1.cri/sandboxes")
-                    .join(&victim_id),
-            ];
-            for (i, p) in shared_paths.iter().enumerate() {
-                let c = ContainerSpec::new(&format!("reach-{i}"))
-                    .in_pod(&pod)
-                    .mount(p, "/reach", true)
-                    .shell("exec sleep 3600");
-                let text = refusal_text(
-                    create_and_start(&cri, &pod_id, &cfg, &c).await,
-                    &["runtime-router refused", "deny:host-path"],
-                )
-                .with_context(|| format!("bind mount of {}", p.display()))?;
-                ensure!(
-                    text.contains(&*p.to_string_lossy()),
-                    "refusal does not name {}: {text}",
-                    p.display()
-                );
-            }
-
-            // the pod's own kubelet volume, /etc/hosts and /dev/shm (containerd's per-pod files)
-            own_pod_paths_work(&fx, &cri, &pod_id, &cfg, &pod, &[]).await?;
-            remove_pod(&fx, &cri, &pod_id).await?;
-            remove_pod(&fx, &cri, &victim_id).await?;
-            Ok(())
+        let pod = fx.h.pod(NS, "prober");
+        let (pod_id, cfg, _) = pod_with_container(&fx, &cri, &pod).await?;
+        let tasks =
+            fx.h.state()
+                .join("io.containerd.runtime.v2.task")
+                .join(K8S_NAMESPACE);
+        let shared_paths = [
+            fx.h.socket().to_path_buf(),
+            victim_vol.clone(),
+            tasks.join(&victim_id),
+            tasks.clone(),
+            fx.h.root()
+                .join("io.containerd.grpc.v1.cri/sandboxes")
+                .join(&victim_id),
+        ];
+        for (i, p) in shared_paths.iter().enumerate() {
+            let c = ContainerSpec::new(&format!("reach-{i}"))
+                .in_pod(&pod)
+                .mount(p, "/reach", true)
+                .shell("exec sleep 3600");
+            let text = refusal_text(
+                create_and_start(&cri, &pod_id, &cfg, &c).await,
+                &["runtime-router refused", "deny:host-path"],
+            )
+            .with_context(|| format!("bind mount of {}", p.display()))?;
+            ensure!(
+                text.contains(&*p.to_string_lossy()),
+                "refusal does not name {}: {text}",
+                p.display()
+            );
         }
-        .await,
-    )
+
+        // the pod's own kubelet volume, /etc/hosts and /dev/shm (containerd's per-pod files)
+        own_pod_paths_work(&fx, &cri, &pod_id, &cfg, &pod, &[]).await?;
+        remove_pod(&fx, &cri, &pod_id).await?;
+        remove_pod(&fx, &cri, &victim_id).await?;
+        Ok(())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capability_device_and_privilege_rules_refuse_what_they_name_standin() -> Result<()> {
-    let fx = shared().await?;
-    with_log(
-        &fx,
-        async {
-            let cri = fx.cri().await?;
-            let pod = fx.h.pod(NS, "caps");
-            let (pod_id, cfg, _) = pod_with_container(&fx, &cri, &pod).await?;
-            let base = || {
-                ContainerSpec::new("c")
-                    .in_pod(&pod)
-                    .shell("exec sleep 3600")
-            };
-            let cases = [
-                (
-                    ContainerSpec {
-                        name: "net-admin".into(),
-                        ..base()
-                    }
-                    .add_capability("NET_ADMIN"),
-                    vec!["deny:capabilities", "CAP_NET_ADMIN"],
-                ),
-                (
-                    ContainerSpec {
-                        name: "fuse".into(),
-                        ..base()
-                    }
-                    .device("/dev/fuse"),
-                    vec!["deny:host-devices", "/dev/fuse"],
-                ),
-                (
-                    // every capability the host has (this host lacks CAP_SYS_RESOURCE)
-                    ContainerSpec {
-                        name: "all-caps".into(),
-                        ..base()
-                    }
-                    .add_capability("ALL"),
-                    vec!["deny:privileged"],
-                ),
-            ];
-            for (c, needles) in cases {
-                refusal_text(create_and_start(&cri, &pod_id, &cfg, &c).await, &needles)
-                    .with_context(|| format!("container {}", c.name))?;
-            }
-            // the baseline set, asked for explicitly, runs
-            let ok = create_and_start(
-                &cri,
-                &pod_id,
-                &cfg,
-                &ContainerSpec {
-                    name: "baseline".into(),
+    with_shared(|fx, cri| async move {
+        let pod = fx.h.pod(NS, "caps");
+        let (pod_id, cfg, _) = pod_with_container(&fx, &cri, &pod).await?;
+        let base = || {
+            ContainerSpec::new("c")
+                .in_pod(&pod)
+                .shell("exec sleep 3600")
+        };
+        let cases = [
+            (
+                ContainerSpec {
+                    name: "net-admin".into(),
                     ..base()
                 }
-                .add_capability("CHOWN")
-                .add_capability("NET_BIND_SERVICE")
-                .shell("echo base-ok; exec sleep 3600"),
-            )
-            .await
-            .context("baseline capabilities")?;
-            cri.wait_log_contains(&ok, "base-ok", Duration::from_secs(60))
-                .await?;
-            remove_pod(&fx, &cri, &pod_id).await?;
-            Ok(())
+                .add_capability("NET_ADMIN"),
+                vec!["deny:capabilities", "CAP_NET_ADMIN"],
+            ),
+            (
+                ContainerSpec {
+                    name: "fuse".into(),
+                    ..base()
+                }
+                .device("/dev/fuse"),
+                vec!["deny:host-devices", "/dev/fuse"],
+            ),
+            (
+                // every capability the host has (this host lacks CAP_SYS_RESOURCE)
+                ContainerSpec {
+                    name: "all-caps".into(),
+                    ..base()
+                }
+                .add_capability("ALL"),
+                vec!["deny:privileged"],
+            ),
+        ];
+        for (c, needles) in cases {
+            refusal_text(create_and_start(&cri, &pod_id, &cfg, &c).await, &needles)
+                .with_context(|| format!("container {}", c.name))?;
         }
-        .await,
-    )
+        // the baseline set, asked for explicitly, runs
+        let ok = create_and_start(
+            &cri,
+            &pod_id,
+            &cfg,
+            &ContainerSpec {
+                name: "baseline".into(),
+                ..base()
+            }
+            .add_capability("CHOWN")
+            .add_capability("NET_BIND_SERVICE")
+            .shell("echo base-ok; exec sleep 3600"),
+        )
+        .await
+        .context("baseline capabilities")?;
+        cri.wait_log_contains(&ok, "base-ok", Duration::from_secs(60))
+            .await?;
+        remove_pod(&fx, &cri, &pod_id).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Replaces the policy file with something that must never be read, then runs a pod.

@@ -129,6 +129,19 @@ pub async fn shared() -> Result<Arc<Fixture>> {
     Ok(f)
 }
 
+/// Runs a test's body on the binary's shared containerd, with a CRI client; a failure carries
+/// containerd's log tail.
+pub async fn with_shared<F, Fut>(body: F) -> Result<()>
+where
+    F: FnOnce(Arc<Fixture>, CriClient) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let fx = shared().await?;
+    let cri = fx.cri().await?;
+    let r = body(Arc::clone(&fx), cri).await;
+    with_log(&fx, r)
+}
+
 /// A fresh containerd with the test policy (for suites that change the policy).
 pub async fn start_fixture() -> Result<Fixture> {
     start_fixture_with(ContainerdOptions::default()).await
