@@ -18,6 +18,7 @@ pub mod leaks;
 pub mod mounts;
 pub mod net;
 pub mod netns;
+pub mod policy;
 pub mod procs;
 pub mod reaper;
 pub mod router_state;
@@ -29,6 +30,7 @@ pub use containerd::{Containerd, ContainerdOptions, K8S_NAMESPACE};
 pub use cri::{ContainerSpec, CriClient, ExecOutput, PodSpec, SeccompProfile};
 pub use ctr::Ctr;
 pub use error::{Error, Result};
+pub use policy::PolicyText;
 pub use standin::{install_standin, STANDIN_BINARY};
 
 /// Environment variable naming the router's policy file (same value as the router's own

@@ -4,20 +4,20 @@
 //! After each failure, and after the pod (if any) is removed, nothing of it may be left: the
 //! harness's leak check ([`router_integration::leaks`]) is run mid-test and again at teardown.
 
-mod builtin_support;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use builtin_support::*;
 use router_integration::faults::FaultyRuntime;
 use router_integration::{
     leaks, procs, ContainerSpec, Containerd, ContainerdOptions, K8S_NAMESPACE,
 };
+use support::*;
 
 /// The real runtimes behind the wrappers.
-const REAL_RUNC: &str = "/usr/sbin/runc";
+const REAL_RUNC: &str = router_integration::policy::RUNC;
 const REAL_RUNSC: &str = "/usr/bin/runsc";
 
 /// See `FAULTS_POLICY`.

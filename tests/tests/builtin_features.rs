@@ -2,14 +2,15 @@
 //! with a TTY, a container over its memory limit reported OOMKilled, pause/resume through
 //! `ctr`, `ctr run --rm`, and a failed task start that leaves no daemon behind.
 
-mod builtin_support;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use builtin_support::*;
 use router_integration::{procs, ContainerSpec, Containerd};
+use support::builtin::*;
+use support::*;
 
 async fn with_harness<F, Fut>(f: F) -> Result<()>
 where

@@ -3,13 +3,14 @@
 //! a pod with two containers in one sandbox, each exiting with its own code; exec-sync inside;
 //! logs; the gVisor kernel seen from inside; stop and remove leave no process.
 
-mod builtin_support;
+mod support;
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use builtin_support::*;
 use router_integration::{procs, ContainerSpec, Containerd, ContainerdOptions};
+use support::builtin::*;
+use support::*;
 
 fn sandbox_processes(pod_id: &str) -> Vec<procs::ProcInfo> {
     procs::list()
@@ -55,7 +56,7 @@ fn pod_state_is_in_its_own_root(h: &Containerd, pod_id: &str, ids: &[&str]) -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_pod_two_containers_exit_codes_exec_logs_cleanup() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(&gvisor_policy())).await?;
     let result = exercise(&h).await;
     let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
@@ -137,7 +138,7 @@ async fn exercise(h: &Containerd) -> Result<()> {
 /// kill -9 of the gVisor sandbox process is reported as the exit of every container of the pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_sandbox_killed_is_reported_as_container_exits() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(&gvisor_policy())).await?;
     let result = async {
         let cri = h.cri();
         let pod = h.pod("tenant-b", "sandbox-killed");

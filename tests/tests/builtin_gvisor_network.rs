@@ -3,19 +3,20 @@
 //! sockets from that namespace, so each pod has its CNI address and two gVisor pods talk over the
 //! CNI bridge, while no sandbox process is in the host's namespace.
 
-mod builtin_support;
+mod support;
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use builtin_support::*;
 use router_integration::cri::PodSandboxConfig;
 use router_integration::{netns, ContainerSpec, Containerd, ContainerdOptions, PodSpec};
+use support::builtin::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_pod_uses_its_cni_network_namespace() -> Result<()> {
     // The harness leases a documentation subnet that overlaps no route of this host.
-    let h = Containerd::start(ContainerdOptions::with_policy(GVISOR_POLICY)).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(&gvisor_policy())).await?;
     let result = exercise(&h).await;
     let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;

@@ -2,11 +2,12 @@
 //! daemon driving runc): a pod and its containers are served by one router daemon; logs,
 //! exec-sync output and exit code, a non-zero exit code, stats, and nothing left after remove.
 
-mod builtin_support;
+mod support;
 
 use anyhow::{ensure, Context, Result};
-use builtin_support::*;
 use router_integration::{procs, ContainerSpec};
+use support::builtin::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_with_two_containers_on_one_daemon_logs_exec_exit_codes_stats() -> Result<()> {

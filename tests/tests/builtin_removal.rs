@@ -6,11 +6,11 @@
 //! as critest saw it); and a Kill that lost the race with the init's exit reported runc's
 //! "process already finished" as an error instead of "not found".
 
-mod builtin_support;
+mod support;
 
 use anyhow::{Context, Result};
-use builtin_support::*;
 use router_integration::ContainerSpec;
+use support::builtin::*;
 
 const PODS: usize = 6;
 

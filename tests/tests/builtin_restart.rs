@@ -2,11 +2,12 @@
 //! keep running, containerd reconnects through the bundles' `address` files, and the pods are
 //! then stopped and removed cleanly with no process left. Also a containerd crash (SIGKILL).
 
-mod builtin_support;
+mod support;
 
 use anyhow::{ensure, Result};
-use builtin_support::*;
 use router_integration::{leaks, procs, ContainerSpec, Containerd, K8S_NAMESPACE};
+use support::builtin::*;
+use support::*;
 
 async fn restart_case(crash: bool) -> Result<()> {
     let mut h = start().await?;

@@ -4,13 +4,12 @@
 //! mounted at /host; inside it `routerctl install` registers the router in the host root's
 //! containerd config and copies the binaries out of the image.
 
-mod cluster_support;
+mod support;
 
 use anyhow::{ensure, Context, Result};
-use cluster_support::*;
 use router_integration::{binaries, routerimage, ContainerSpec, Containerd, ContainerdOptions};
-
-const POLICY: &str = BUILTIN_POLICY;
+use support::cluster::*;
+use support::*;
 
 const NODE_CONFIG: &str = r#"version = 2
 [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -23,7 +22,7 @@ const IMAGE: &str = "docker.io/local/runtime-router:test";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_image_installs_into_a_host_root() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(POLICY))
+    let h = Containerd::start(ContainerdOptions::with_policy(&builtin_policy()))
         .await
         .context("start containerd")?;
     let r = run(&h).await;

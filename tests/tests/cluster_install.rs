@@ -5,19 +5,18 @@
 //! restores the original config byte for byte and containerd comes back on runc.
 //! (The config version 3 edit is tested in ctl/tests/routerctl_cluster.rs.)
 
-mod cluster_support;
+mod support;
 
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
-use cluster_support::*;
 use router_integration::{ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler};
-
-const POLICY: &str = BUILTIN_POLICY;
+use support::cluster::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_on_containerd_1_6_then_uninstall_restores_byte_for_byte() -> Result<()> {
-    let mut opts = ContainerdOptions::with_policy(POLICY)
+    let mut opts = ContainerdOptions::with_policy(&builtin_policy())
         .default_runtime("runc")
         .handler(RuntimeHandler::runc("runc"));
     opts.router_handler = false;
@@ -167,7 +166,7 @@ async fn install_on_containerd_2_x_config_version_3_then_uninstall_restores_byte
         );
         return Ok(());
     }
-    let mut opts = ContainerdOptions::with_policy(POLICY)
+    let mut opts = ContainerdOptions::with_policy(&builtin_policy())
         .default_runtime("runc")
         .handler(RuntimeHandler::runc("runc"));
     opts.router_handler = false;

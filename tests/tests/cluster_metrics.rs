@@ -4,21 +4,20 @@
 //! more pods routed; Prometheus's view of `runtime_router_decisions_total` equals the audit lines
 //! of both files, each counted once.
 
-mod cluster_support;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use cluster_support::*;
 use router_integration::{Containerd, ContainerdOptions};
 use serde_json::Value;
-
-const POLICY: &str = BUILTIN_POLICY;
+use support::cluster::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_decisions_across_a_rotation() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(POLICY))
+    let h = Containerd::start(ContainerdOptions::with_policy(&builtin_policy()))
         .await
         .context("start containerd")?;
     let r = run(&h).await;

@@ -4,19 +4,18 @@
 //! applies to the next pod. Then `routerctl metrics` over this run's audit log: promtool accepts
 //! the exposition and every counter equals the audit lines.
 
-mod cluster_support;
+mod support;
 
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
-use cluster_support::*;
 use router_integration::{ContainerSpec, Containerd, ContainerdOptions};
-
-const V1: &str = BUILTIN_POLICY;
+use support::cluster::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_rollout_keeps_last_good_policy_and_metrics_match_audit() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(V1))
+    let h = Containerd::start(ContainerdOptions::with_policy(builtin_policy()))
         .await
         .context("start containerd")?;
     let r = run(&h).await;
@@ -27,7 +26,7 @@ async fn configmap_rollout_keeps_last_good_policy_and_metrics_match_audit() -> R
 
 async fn run(h: &Containerd) -> Result<()> {
     let live = h.policy_path().context("harness policy")?.to_owned();
-    let v1 = h.expand(V1);
+    let v1 = h.expand(&builtin_policy());
     let mut cm = ConfigMapDir::new(&h.dir().join("configmap"), "runtime-router.toml", &v1)?;
     let mut watch = Proc::spawn(
         Command::new(routerctl()?)
@@ -45,11 +44,17 @@ async fn run(h: &Containerd) -> Result<()> {
         "[tenants.team-a]\nnamespaces = [\"web\"]\nbackend = \"runc2\"",
     );
     ensure!(broken != v1);
+    let line = 1 + broken
+        .lines()
+        .position(|l| l.contains("\"runc2\""))
+        .context("the broken line")?;
     cm.update(&broken)?;
     let refused = watch.wait_line("refused", LONG)?;
     let all = watch.seen.join("\n");
     ensure!(
-        all.contains("runtime-router.toml:17:11: tenants.team-a.backend: unknown backend `runc2`"),
+        all.contains(&format!(
+            "runtime-router.toml:{line}:11: tenants.team-a.backend: unknown backend `runc2`"
+        )),
         "watch did not name file:line:col: {all}\n{refused}"
     );
     ensure!(std::fs::read_to_string(&live)? == v1, "live policy changed");

@@ -3,10 +3,10 @@
 //! file applies to the next pod without restarting anything (the router reads it at every
 //! `start`). These tests rewrite the policy, so they have a containerd of their own each.
 
-mod handoff_support;
+mod support;
 
 use anyhow::{ensure, Context, Result};
-use handoff_support::*;
+use support::handoff::*;
 
 /// Runs one pod per tier and expects both refused with `needles`; then checks nothing is left.
 async fn expect_every_pod_refused(fx: &Fixture, needles: &[&str]) -> Result<()> {
@@ -47,11 +47,11 @@ async fn fixed_policy_applies_to_next_pod(fx: &Fixture) -> Result<()> {
 async fn invalid_policy_refuses_every_pod_with_file_line_and_field() -> Result<()> {
     let fx = start_fixture().await?;
     let r = async {
-        // line 21 names a backend that does not exist
+        // the provider's backend line names a backend that does not exist
         let good = policy_for(&fx.h);
         let broken = good.replacen(
-            "containerd_namespaces = [\"infra\"]\nbackend = \"runc\"",
-            "containerd_namespaces = [\"infra\"]\nbackend = \"runc2\"",
+            "backend = \"runc\"\ncontainerd_namespaces = [\"infra\"]",
+            "backend = \"runc2\"\ncontainerd_namespaces = [\"infra\"]",
             1,
         );
         ensure!(broken != good, "test policy changed shape: fix this test");

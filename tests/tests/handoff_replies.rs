@@ -7,13 +7,14 @@
 //! re-encoded by the project's own codec. containerd 2.3 itself is not packaged by Debian; this
 //! suite replays its reply format on the lines CI has.
 
-mod handoff_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use handoff_support::*;
+use router_integration::PolicyText;
+use support::handoff::*;
 
 /// Each test delegate's mode; its tenant is the namespace `reply-<mode>`.
 const MODES: [&str; 6] = ["proto", "json", "plain", "garbage", "proto-v9", "json-v9"];
@@ -29,26 +30,19 @@ fn replies_policy(fx: &Fixture) -> Result<String> {
         replyas.display()
     );
     let real = router_integration::binaries::runc_shim_path();
-    let mut policy = policy_for(&fx.h);
+    let mut policy = PolicyText::after(policy_for(&fx.h));
     for mode in MODES {
-        policy.push_str(&format!(
-            r#"
-[backends.reply-{mode}]
-kind = "shim"
-binary = "{}"
-env = {{ REPLYAS_REAL = "{}", REPLYAS_MODE = "{mode}" }}
-isolation = "sandbox"
-
-[tenants.reply-{mode}]
-namespaces = ["reply-{mode}"]
-backend = "reply-{mode}"
-deny = ["host-path", "privileged"]
-"#,
-            replyas.display(),
-            real.display()
-        ));
+        let name = format!("reply-{mode}");
+        let env = [
+            ("REPLYAS_REAL", &*real.to_string_lossy()),
+            ("REPLYAS_MODE", mode),
+        ];
+        policy = policy
+            .shim(&name, &replyas.to_string_lossy(), &env, "sandbox")
+            .tenant(&name, &[&name], &name)
+            .list("deny", &["host-path", "privileged"]);
     }
-    Ok(policy)
+    Ok(policy.into())
 }
 
 async fn fixture() -> Result<Fixture> {

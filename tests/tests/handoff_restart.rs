@@ -4,14 +4,14 @@
 //! cleanup, and can then be stopped and removed leaving nothing behind. Own containerd (it is
 //! crashed on purpose).
 
-mod handoff_support;
+mod support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use handoff_support::*;
 use router_integration::{procs, ContainerSpec};
+use support::handoff::*;
 
 fn socket_of(fx: &Fixture, id: &str) -> Result<PathBuf> {
     let address = shim_address(fx, id)?;

@@ -5,15 +5,16 @@
 //! process's parent. One containerd is shared by the tests of this file; each test uses its own
 //! Kubernetes namespaces and pods and removes them.
 
-mod handoff_support;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use handoff_support::*;
 use router_integration::cri::PodSandboxState;
 use router_integration::ContainerSpec;
+use support::handoff::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_namespace_lands_on_runc_with_record_and_audit() -> Result<()> {

@@ -9,35 +9,30 @@
 //! are driven through containerd's task API with `ctr` (a task without CRI is its own pod, and
 //! its tenant comes from the containerd namespace), which writes the profile and label as given.
 
-mod handoff_support;
+mod support;
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use handoff_support::*;
 use router_integration::cri::PodSandboxConfig;
-use router_integration::{ContainerSpec, CriClient, PodSpec, SeccompProfile};
+use router_integration::policy::RUNC;
+use router_integration::{ContainerSpec, CriClient, PodSpec, PolicyText, SeccompProfile};
+use support::handoff::*;
 
 /// The tenants of these tests, on both paths, at both levels.
 fn pss_policy(fx: &Fixture) -> String {
-    let mut policy = policy_for(&fx.h);
-    policy.push_str(
-        r#"
-[backends.builtin-runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-"#,
-    );
+    let mut policy =
+        PolicyText::after(policy_for(&fx.h)).builtin("builtin-runc", RUNC, &[], "container");
     for (tier, backend) in [("vm", "kata"), ("builtin", "builtin-runc")] {
         for level in ["baseline", "restricted"] {
             let name = format!("pss-{level}-{tier}");
-            policy.push_str(&format!(
-                "\n[tenants.{name}]\nnamespaces = [\"{name}\"]\ncontainerd_namespaces = [\"{name}\"]\nbackend = \"{backend}\"\npod_security = \"{level}\"\n"
-            ));
+            policy = policy
+                .tenant(&name, &[&name], backend)
+                .list("containerd_namespaces", &[&name])
+                .key("pod_security", level);
         }
     }
-    policy
+    policy.into()
 }
 
 /// The compliant container of a level: RuntimeDefault seccomp (what kubelet sends with

@@ -13,15 +13,15 @@
 //! - A FIFO, `/dev/zero` and a 20 MB file as the policy: every pod refused at once, with the
 //!   reason, instead of hanging until containerd kills the start.
 
-mod handoff_support;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use handoff_support::*;
 use router_integration::{ContainerSpec, K8S_NAMESPACE};
+use support::handoff::*;
 
 /// The untrusted tenant's pods of this suite (no tenant names them: the default tenant).
 const NS: &str = "tenant-evil";

@@ -13,13 +13,14 @@
 //!   backends (which pin what they walked) and is refused on the hand-off (which mounts after
 //!   the router's check).
 
-mod handoff_support;
+mod support;
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use handoff_support::*;
-use router_integration::{ContainerSpec, CriClient, PodSpec};
+use router_integration::policy::{RUNC, RUNSC, RUNSC_ARGS};
+use router_integration::{ContainerSpec, CriClient, PodSpec, PolicyText};
+use support::handoff::*;
 
 /// The default (untrusted) tenant: the Kata stand-in, through a hand-off.
 const HANDOFF_NS: &str = "tenant-floor";
@@ -38,31 +39,15 @@ fn floor_policy(fx: &Fixture, allowed: Option<&str>) -> Result<String> {
         let end = start + policy[start..].find('\n').context("one line")?;
         policy.replace_range(start..end, &format!("allowed_host_paths = [{allowed}]"));
     }
-    policy.push_str(&format!(
-        r#"
-[backends.builtin-runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[tenants.floor-builtin]
-namespaces = ["{BUILTIN_NS}"]
-backend = "builtin-runc"
-deny = ["host-path", "privileged"]
-
-[backends.builtin-runsc]
-kind = "builtin"
-runtime = "/usr/bin/runsc"
-runtime_args = ["--platform=ptrace", "--network=host"]
-isolation = "sandbox"
-
-[tenants.floor-gvisor]
-namespaces = ["{GVISOR_NS}"]
-backend = "builtin-runsc"
-deny = ["host-path", "privileged"]
-"#
-    ));
-    Ok(policy)
+    let deny = ["host-path", "privileged"];
+    Ok(PolicyText::after(policy)
+        .builtin("builtin-runc", RUNC, &[], "container")
+        .tenant("floor-builtin", &[BUILTIN_NS], "builtin-runc")
+        .list("deny", &deny)
+        .builtin("builtin-runsc", RUNSC, &RUNSC_ARGS, "sandbox")
+        .tenant("floor-gvisor", &[GVISOR_NS], "builtin-runsc")
+        .list("deny", &deny)
+        .into())
 }
 
 async fn refused(

@@ -3,8 +3,6 @@
 //! are killed (by their own pid) when dropped, the audit log and decision records, and a minimal
 //! HTTP GET for loopback servers.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,34 +10,21 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use router_integration::{binaries, Containerd};
+use router_integration::{binaries, Containerd, PolicyText};
 use serde_json::Value;
 
 /// The cluster suites' node policy (`{dir}`, `{root}`, `{state}` filled by the harness): the
 /// built-in runc backend, `kube-system` as `provider`, `web` as `team-a` (host network denied).
-/// `cluster_policy` edits it by line: keep `tenants.team-a.backend` on line 17.
-pub const BUILTIN_POLICY: &str = r#"version = 1
-audit_log = "{dir}/audit/decisions.jsonl"
-default_tenant = "provider"
-allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.team-a]
-namespaces = ["web"]
-backend = "runc"
-deny = ["host-network"]
-"#;
-
-/// Generous timeout for anything the loaded machine must do.
-pub const LONG: Duration = Duration::from_secs(120);
+/// `cluster_policy` edits it by finding `tenants.team-a`'s backend line.
+pub fn builtin_policy() -> String {
+    PolicyText::new("provider")
+        .pod_paths("/var/lib/kubelet/pods")
+        .runc()
+        .tenant("provider", &["kube-system"], "runc")
+        .tenant("team-a", &["web"], "runc")
+        .list("deny", &["host-network"])
+        .into()
+}
 
 /// The `routerctl` built beside the router shim.
 pub fn routerctl() -> Result<PathBuf> {

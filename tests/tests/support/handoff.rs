@@ -5,65 +5,23 @@
 //! process that is the parent of the pod's pause process, its binary, its environment; the
 //! decision record and the audit log; and that nothing is left after a refusal.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use super::{exe, ppid};
 use anyhow::{bail, ensure, Context, Result};
 use router_integration::cri::PodSandboxConfig;
 use router_integration::{
-    procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, PodSpec, STANDIN_BINARY,
+    procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, PodSpec, PolicyText,
+    STANDIN_BINARY,
 };
 use serde_json::Value;
 
 /// Backend override annotation.
 pub const BACKEND_OVERRIDE: &str = "runtime-router.io/backend";
 /// Marker env var given to the VM-tier backend in the test policy.
-pub const KATA_CONF: &str = "/etc/kata-containers/configuration-qemu.toml";
-
-/// The test policy; `{dir}`, `{root}`, `{state}` are filled from the harness.
-const POLICY_TEMPLATE: &str = r#"version = 1
-audit_log = "{dir}/audit/decisions.jsonl"
-default_tenant = "untrusted"
-allowed_host_paths = ["{dir}/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
-
-[backends.runc]
-kind = "shim"
-binary = "containerd-shim-runc-v2"
-isolation = "container"
-
-[backends.kata]
-kind = "shim"
-binary = "containerd-shim-kata-standin-v2"
-env = { KATA_CONF_FILE = "/etc/kata-containers/configuration-qemu.toml" }
-isolation = "vm"
-
-[backends.ghost]
-kind = "shim"
-binary = "containerd-shim-ghost-v2"
-isolation = "vm"
-
-[tenants.provider]
-namespaces = ["kube-system", "telemetry", "sdewan-*"]
-containerd_namespaces = ["infra"]
-backend = "runc"
-
-[tenants.haunted]
-namespaces = ["haunted"]
-backend = "ghost"
-
-[tenants.partner]
-namespaces = ["partner-*"]
-backend = "runc"
-deny = ["privileged", "host-path"]
-
-[tenants.untrusted]
-backend = "kata"
-deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations", "capabilities", "host-devices"]
-allow_annotations = ["io.katacontainers.config.hypervisor.default_memory"]
-"#;
+pub use router_integration::policy::KATA_CONF;
 
 /// Environment variable choosing the trusted tier of these suites: unset or `shim` =
 /// containerd's `containerd-shim-runc-v2` as a `shim` backend; `builtin` = the router's built-in
@@ -94,20 +52,41 @@ pub fn trusted_target_kind() -> &'static str {
     }
 }
 
-/// The test policy for a harness.
+/// The test policy for a harness: the trusted tier `runc` (containerd's runc shim, or the
+/// built-in backend with `ROUTER_E2E_TRUSTED_TIER=builtin`), the VM tier `kata` (the stand-in),
+/// `ghost` (a binary that does not exist), and the tenants `provider`, `haunted`, `partner` and
+/// `untrusted` (the default, with every deny rule).
 pub fn policy_for(h: &Containerd) -> String {
-    let policy = POLICY_TEMPLATE
-        .replace("{dir}", &h.dir().to_string_lossy())
-        .replace("{root}", &h.root().to_string_lossy())
-        .replace("{state}", &h.state().to_string_lossy());
-    if trusted_tier_builtin() {
-        policy.replace(
-            "[backends.runc]\nkind = \"shim\"\nbinary = \"containerd-shim-runc-v2\"",
-            "[backends.runc]\nkind = \"builtin\"\nruntime = \"/usr/sbin/runc\"",
-        )
+    let policy = PolicyText::new("untrusted").pod_paths("{dir}/kubelet/pods");
+    let policy = if trusted_tier_builtin() {
+        policy.runc()
     } else {
-        policy
-    }
+        policy.shim("runc", "containerd-shim-runc-v2", &[], "container")
+    };
+    let policy = policy
+        .shim(
+            "kata",
+            STANDIN_BINARY,
+            &[("KATA_CONF_FILE", KATA_CONF)],
+            "vm",
+        )
+        .shim("ghost", "containerd-shim-ghost-v2", &[], "vm")
+        .tenant(
+            "provider",
+            &["kube-system", "telemetry", "sdewan-*"],
+            "runc",
+        )
+        .list("containerd_namespaces", &["infra"])
+        .tenant("haunted", &["haunted"], "ghost")
+        .tenant("partner", &["partner-*"], "runc")
+        .list("deny", &["privileged", "host-path"])
+        .tenant("untrusted", &[], "kata")
+        .untrusted_deny()
+        .list(
+            "allow_annotations",
+            &["io.katacontainers.config.hypervisor.default_memory"],
+        );
+    h.expand(policy.text())
 }
 
 /// The shared containerd of one test binary.
@@ -271,24 +250,6 @@ pub fn assert_task_gone(h: &Containerd, id: &str) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The parent pid of a process.
-pub fn ppid(pid: i32) -> Result<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("read /proc/{pid}/stat"))?;
-    let rest = &stat[stat.rfind(')').context("malformed stat")? + 1..];
-    rest.split_whitespace()
-        .nth(1)
-        .context("no ppid in stat")?
-        .parse()
-        .context("ppid")
-}
-
-/// The binary a process runs.
-pub fn exe(pid: i32) -> Result<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .with_context(|| format!("readlink /proc/{pid}/exe"))
 }
 
 /// A process's environment variable.

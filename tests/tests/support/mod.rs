@@ -1,0 +1,52 @@
+//! The one support module of every e2e suite: what all of them share (timeouts, process
+//! facts), and per family of suites the harness set-up, test policy and checks:
+//! [`handoff`] (the router handing pods to other shims; one shared containerd per test binary,
+//! per-pod leak assertions), [`builtin`] (the router's own backend), [`cluster`] (routerctl
+//! driven like the DaemonSet). Test policies are built with `router_integration::PolicyText`;
+//! pod and container builders are `router_integration::{PodSpec, ContainerSpec}`; the fault
+//! wrapper is `router_integration::faults`.
+
+#![allow(dead_code)]
+
+pub mod builtin;
+pub mod cluster;
+pub mod handoff;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use router_integration::procs;
+
+/// Generous timeout for anything the loaded machine must do.
+pub const LONG: Duration = Duration::from_secs(120);
+
+/// The parent pid of a process.
+pub fn ppid(pid: i32) -> Result<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 1..];
+    rest.split_whitespace()
+        .nth(1)
+        .context("no ppid in stat")?
+        .parse()
+        .context("ppid")
+}
+
+/// The binary a process runs.
+pub fn exe(pid: i32) -> Result<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .with_context(|| format!("readlink /proc/{pid}/exe"))
+}
+
+/// Waits until `pid` is gone; whether it went within `timeout`.
+pub async fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if !procs::alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    !procs::alive(pid)
+}
