@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use router_integration::faults::FaultyRuntime;
 use router_integration::{
-    leaks, procs, ContainerSpec, Containerd, ContainerdOptions, K8S_NAMESPACE,
+    leaks, procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, K8S_NAMESPACE,
 };
 use support::*;
 
@@ -55,6 +55,42 @@ async fn finish(f: Faults, result: Result<()>) -> Result<()> {
         (Err(e), Ok(())) => Err(e),
         (Ok(()), t) => Ok(t?),
     }
+}
+
+/// A test body on a fresh fault harness: it sees `f` (the harness and both wrappers), `h` (the
+/// containerd) and `cri`; its error carries containerd's log and the teardown runs either way.
+macro_rules! on_faults {
+    (|$f:ident, $h:ident, $cri:ident| $body:block) => {{
+        let faults = start_faults().await?;
+        let r = async {
+            let $f = &faults;
+            let $h = &$f.h;
+            let $cri = $h.cri();
+            $body
+        }
+        .await;
+        finish(faults, r).await
+    }};
+}
+
+/// After a pod's shim died: once containerd has finished the dead shim's cleanup, the container
+/// and pod are removed as kubelet would, and nothing is left.
+async fn removed_after_dead_shim(
+    h: &Containerd,
+    cri: &CriClient,
+    pod_id: &str,
+    cid: &str,
+    what: &str,
+) -> Result<()> {
+    let left = leaks::wait_dead_shim_cleanup(h, K8S_NAMESPACE, &[cid, pod_id], LONG).await;
+    ensure!(
+        left.is_empty(),
+        "dead-shim cleanup never finished: {left:?}"
+    );
+    cri.remove_container(cid).await?;
+    cri.stop_pod(pod_id).await?;
+    cri.remove_pod(pod_id).await?;
+    assert_clean(h, &format!("removing {what}"))
 }
 
 /// Nothing of the harness is left but its containerd.
@@ -124,85 +160,60 @@ async fn container_start_fails(h: &Containerd, ns: &str) -> Result<()> {
     assert_clean(h, "removing a pod whose container failed to start")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runc_create_fails() -> Result<()> {
+/// What a one-rule case expects once its rule is set.
+enum Expect {
+    /// RunPodSandbox of `name` in `ns` fails, saying `says`.
+    PodFails {
+        ns: &'static str,
+        name: &'static str,
+        says: &'static str,
+    },
+    /// A pod in `ns` runs, its container's StartContainer fails.
+    ContainerFails { ns: &'static str },
+}
+
+/// One case on a fresh harness: `rules` set on the runc (`runsc == false`) or runsc wrapper,
+/// then what `expect` says happens, and nothing is left.
+async fn fault_case(runsc: bool, rules: &[&str], expect: Expect) -> Result<()> {
     let f = start_faults().await?;
     let r = async {
-        let f = &f;
-        f.runc.set_rules(&["create fail"])?;
-        pod_start_fails(&f.h, "kube-system", "create-fails", "injected fault").await
+        let wrapper = if runsc { &f.runsc } else { &f.runc };
+        wrapper.set_rules(rules)?;
+        match expect {
+            Expect::PodFails { ns, name, says } => pod_start_fails(&f.h, ns, name, says).await,
+            Expect::ContainerFails { ns } => container_start_fails(&f.h, ns).await,
+        }
     }
     .await;
     finish(f, r).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runc_dies_after_create_did_its_work() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        f.runc.set_rules(&["create die"])?;
-        pod_start_fails(&f.h, "kube-system", "create-dies", "create").await
-    }
-    .await;
-    finish(f, r).await
+/// One test per failure path, from a table: name, runsc?, rules, what must happen.
+macro_rules! fault_cases {
+    ($($name:ident: $runsc:expr, $rules:expr, $expect:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() -> Result<()> {
+            fault_case($runsc, $rules, $expect).await
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runc_sandbox_start_fails_after_create() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        f.runc.set_rules(&["start fail"])?;
-        pod_start_fails(&f.h, "kube-system", "start-fails", "injected fault").await
-    }
-    .await;
-    finish(f, r).await
-}
+const SYS: &str = "kube-system";
+const GV: &str = "tenant-a";
+const FAULT: &str = "injected fault";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runc_container_start_fails_after_create() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        f.runc.set_rules(&["start fail 2"])?;
-        container_start_fails(&f.h, "kube-system").await
-    }
-    .await;
-    finish(f, r).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runsc_sandbox_start_fails_after_create() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        f.runsc.set_rules(&["start fail"])?;
-        pod_start_fails(&f.h, "tenant-a", "gvisor-start-fails", "injected fault").await
-    }
-    .await;
-    finish(f, r).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runsc_container_start_fails_after_create() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        f.runsc.set_rules(&["start fail 2"])?;
-        container_start_fails(&f.h, "tenant-a").await
-    }
-    .await;
-    finish(f, r).await
+fault_cases! {
+    runc_create_fails: false, &["create fail"], Expect::PodFails { ns: SYS, name: "create-fails", says: FAULT };
+    runc_dies_after_create_did_its_work: false, &["create die"], Expect::PodFails { ns: SYS, name: "create-dies", says: "create" };
+    runc_sandbox_start_fails_after_create: false, &["start fail"], Expect::PodFails { ns: SYS, name: "start-fails", says: FAULT };
+    runc_container_start_fails_after_create: false, &["start fail 2"], Expect::ContainerFails { ns: SYS };
+    runsc_sandbox_start_fails_after_create: true, &["start fail"], Expect::PodFails { ns: GV, name: "gvisor-start-fails", says: FAULT };
+    runsc_container_start_fails_after_create: true, &["start fail 2"], Expect::ContainerFails { ns: GV };
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runc_exec_fails_and_the_container_lives_on() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        let h = &f.h;
-        let cri = h.cri();
+    on_faults!(|f, h, cri| {
         let pod = h.pod("kube-system", "exec-fails");
         let cfg = pod.build();
         let pod_id = cri.run_pod(&cfg).await?;
@@ -222,9 +233,7 @@ async fn runc_exec_fails_and_the_container_lives_on() -> Result<()> {
         cri.stop_pod(&pod_id).await?;
         cri.remove_pod(&pod_id).await?;
         assert_clean(h, "removing the pod")
-    }
-    .await;
-    finish(f, r).await
+    })
 }
 
 /// The `runc kill` of StopPodSandbox answers late: the signal is sent at once, the CLI exits
@@ -235,11 +244,7 @@ async fn runc_exec_fails_and_the_container_lives_on() -> Result<()> {
 /// load before the daemon ordered the two).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_kill_answers_late_and_stop_still_succeeds() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        let h = &f.h;
-        let cri = h.cri();
+    on_faults!(|f, h, cri| {
         let cfg = h.pod("kube-system", "late-kill").build();
         let pod_id = cri.run_pod(&cfg).await?;
         let next = f.runc.calls("kill") + 1;
@@ -252,34 +257,24 @@ async fn sandbox_kill_answers_late_and_stop_still_succeeds() -> Result<()> {
         f.runc.set_rules(&[])?;
         cri.remove_pod(&pod_id).await?;
         assert_clean(h, "removing the pod")
-    }
-    .await;
-    finish(f, r).await
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_binary_vanishes_before_the_pod_starts() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
+    on_faults!(|f, _h, _cri| {
         f.runc.vanish()?;
         let r = pod_start_fails(&f.h, "kube-system", "vanished", "faults-runc/runc").await;
         f.runc.restore(Path::new(REAL_RUNC))?;
         r
-    }
-    .await;
-    finish(f, r).await
+    })
 }
 
 /// The daemon is killed while a container's `start` is under way; containerd cleans up after
 /// the dead shim, the pod is removed, nothing is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_killed_during_a_container_start() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        let h = &f.h;
-        let cri = h.cri();
+    on_faults!(|f, h, cri| {
         let pod = h.pod("kube-system", "killed-in-start");
         let cfg = pod.build();
         let pod_id = cri.run_pod(&cfg).await?;
@@ -303,31 +298,22 @@ async fn daemon_killed_during_a_container_start() -> Result<()> {
             starting.await?.is_err(),
             "StartContainer succeeded though its shim was killed"
         );
-        let left =
-            leaks::wait_dead_shim_cleanup(h, K8S_NAMESPACE, &[cid.as_str(), pod_id.as_str()], LONG)
-                .await;
-        ensure!(
-            left.is_empty(),
-            "dead-shim cleanup never finished: {left:?}"
-        );
-        cri.remove_container(&cid).await?;
-        cri.stop_pod(&pod_id).await?;
-        cri.remove_pod(&pod_id).await?;
-        assert_clean(h, "removing a pod whose daemon was killed in a start")
-    }
-    .await;
-    finish(f, r).await
+        removed_after_dead_shim(
+            h,
+            &cri,
+            &pod_id,
+            &cid,
+            "a pod whose daemon was killed in a start",
+        )
+        .await
+    })
 }
 
 /// The daemon of a running gVisor pod is killed: the sandbox, gofer and waits must go with the
 /// cleanup containerd runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runsc_daemon_killed_with_a_running_container() -> Result<()> {
-    let f = start_faults().await?;
-    let r = async {
-        let f = &f;
-        let h = &f.h;
-        let cri = h.cri();
+    on_faults!(|f, h, cri| {
         let pod = h.pod("tenant-a", "gvisor-killed");
         let cfg = pod.build();
         let pod_id = cri.run_pod(&cfg).await?;
@@ -342,20 +328,15 @@ async fn runsc_daemon_killed_with_a_running_container() -> Result<()> {
             "daemon {daemon} survived SIGKILL"
         );
         cri.wait_container_exit(&cid, LONG).await?;
-        let left =
-            leaks::wait_dead_shim_cleanup(h, K8S_NAMESPACE, &[cid.as_str(), pod_id.as_str()], LONG)
-                .await;
-        ensure!(
-            left.is_empty(),
-            "dead-shim cleanup never finished: {left:?}"
-        );
-        cri.remove_container(&cid).await?;
-        cri.stop_pod(&pod_id).await?;
-        cri.remove_pod(&pod_id).await?;
-        assert_clean(h, "removing a gVisor pod whose daemon was killed")
-    }
-    .await;
-    finish(f, r).await
+        removed_after_dead_shim(
+            h,
+            &cri,
+            &pod_id,
+            &cid,
+            "a gVisor pod whose daemon was killed",
+        )
+        .await
+    })
 }
 
 /// containerd is killed while a container's `start` is under way, then restarted: the pod is

@@ -43,7 +43,7 @@ pub fn gvisor_policy() -> String {
 /// A harness whose trusted tier is the built-in backend.
 pub async fn start() -> Result<Containerd> {
     // The harness fills `{dir}`, `{root}` and `{state}` when it writes the policy file.
-    Containerd::start(ContainerdOptions::with_policy(&policy()))
+    Containerd::start(ContainerdOptions::with_policy(policy()))
         .await
         .context("start containerd")
 }
