@@ -10,6 +10,27 @@ use router_integration::{procs, ContainerSpec, Containerd, ContainerdOptions, Ru
 
 const LONG: Duration = Duration::from_secs(120);
 
+/// A harness on plain runc: the router is not involved.
+fn plain_runc() -> ContainerdOptions {
+    ContainerdOptions::default()
+        .handler(RuntimeHandler::runc("runc"))
+        .default_runtime("runc")
+}
+
+/// A pod `name` in namespace `smoke` with one sleeping container: (pod id, container id,
+/// container pid).
+async fn sleeping_pod(h: &Containerd, name: &str) -> Result<(String, String, i32)> {
+    let cri = h.cri();
+    let pod_cfg = h.pod("smoke", name).build();
+    let pod_id = cri.run_pod(&pod_cfg).await?;
+    let sleeper = ContainerSpec::new("sleeper").shell("exec sleep 3600");
+    let cid = cri
+        .run_container(&pod_id, &pod_cfg, &sleeper.build())
+        .await?;
+    let pid = cri.container_pid(&cid).await?;
+    Ok((pod_id, cid, pid))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harness_runs_a_pod_on_plain_runc_and_cleans_up() -> Result<()> {
     let opts = ContainerdOptions::with_policy("audit_log = \"{dir}/audit.jsonl\" # {state}\n")
@@ -178,25 +199,10 @@ async fn exercise(h: &Containerd) -> Result<(Vec<i32>, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harness_teardown_kills_what_was_left_running() -> Result<()> {
     // A pod left running at shutdown, plus a ctr task in another namespace: both must be gone.
-    let opts = ContainerdOptions::default()
-        .handler(RuntimeHandler::runc("runc"))
-        .default_runtime("runc");
+    let opts = plain_runc();
     let h = Containerd::start(opts).await.context("start harness")?;
     let socket = h.socket().to_string_lossy().into_owned();
-    let cri = h.cri();
-    let pod = h.pod("smoke", "left-running");
-    let pod_cfg = pod.build();
-    let pod_id = cri.run_pod(&pod_cfg).await?;
-    let cid = cri
-        .run_container(
-            &pod_id,
-            &pod_cfg,
-            &ContainerSpec::new("sleeper")
-                .shell("exec sleep 3600")
-                .build(),
-        )
-        .await?;
-    let c_pid = cri.container_pid(&cid).await?;
+    let (_, _, c_pid) = sleeping_pod(&h, "left-running").await?;
     h.import_images("smoke").await?;
     h.ctr("smoke").run_detached(
         "io.containerd.runc.v2",
@@ -245,25 +251,11 @@ async fn pod_netns_path(cri: &router_integration::CriClient, pod_id: &str) -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harness_restart_keeps_pods_and_crash_teardown_cleans_up() -> Result<()> {
-    let opts = ContainerdOptions::default()
-        .handler(RuntimeHandler::runc("runc"))
-        .default_runtime("runc");
+    let opts = plain_runc();
     let mut h = Containerd::start(opts).await.context("start harness")?;
     let socket = h.socket().to_string_lossy().into_owned();
-    let pod = h.pod("smoke", "survivor");
-    let pod_cfg = pod.build();
     let cri = h.cri();
-    let pod_id = cri.run_pod(&pod_cfg).await?;
-    let cid = cri
-        .run_container(
-            &pod_id,
-            &pod_cfg,
-            &ContainerSpec::new("sleeper")
-                .shell("exec sleep 3600")
-                .build(),
-        )
-        .await?;
-    let c_pid = cri.container_pid(&cid).await?;
+    let (pod_id, cid, c_pid) = sleeping_pod(&h, "survivor").await?;
     let netns = pod_netns_path(&cri, &pod_id).await?;
     ensure!(std::path::Path::new(&netns).exists(), "{netns} missing");
 
@@ -316,24 +308,9 @@ async fn helper_abandoned_harness() -> Result<()> {
     if std::env::var_os("RR_HARNESS_HELPER").is_none() {
         return Ok(());
     }
-    let opts = ContainerdOptions::default()
-        .handler(RuntimeHandler::runc("runc"))
-        .default_runtime("runc");
+    let opts = plain_runc();
     let h = Containerd::start(opts).await?;
-    let cri = h.cri();
-    let pod = h.pod("smoke", "abandoned");
-    let pod_cfg = pod.build();
-    let pod_id = cri.run_pod(&pod_cfg).await?;
-    let cid = cri
-        .run_container(
-            &pod_id,
-            &pod_cfg,
-            &ContainerSpec::new("sleeper")
-                .shell("exec sleep 3600")
-                .build(),
-        )
-        .await?;
-    let pid = cri.container_pid(&cid).await?;
+    let (_, _, pid) = sleeping_pod(&h, "abandoned").await?;
     println!(
         "HARNESS {} {} {}",
         h.dir().display(),
@@ -419,34 +396,37 @@ fn harness_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
 #[tokio::test]
 async fn harness_start_failures_name_the_problem() -> Result<()> {
     let before = harness_dirs();
-    // Unregistered default handler: refused before anything starts.
-    let err = Containerd::start(ContainerdOptions::default().default_runtime("kata"))
-        .await
-        .err()
-        .context("unknown default handler must fail")?;
-    ensure!(err.to_string().contains("`kata`"), "{err}");
-
-    // A containerd that exits at once: the error says so and carries its output.
-    let opts = ContainerdOptions {
-        containerd_binary: "/bin/false".into(),
-        ..Default::default()
-    };
-    let err = Containerd::start(opts)
-        .await
-        .err()
-        .context("/bin/false must fail")?;
-    ensure!(err.to_string().contains("exited"), "{err}");
-
-    // A containerd binary that does not exist is named.
-    let opts = ContainerdOptions {
-        containerd_binary: "/nonexistent/containerd".into(),
-        ..Default::default()
-    };
-    let err = Containerd::start(opts)
-        .await
-        .err()
-        .context("missing binary must fail")?;
-    ensure!(err.to_string().contains("/nonexistent/containerd"), "{err}");
+    // (options, what the error must name): each refused before or as containerd starts
+    let cases = [
+        // an unregistered default handler
+        (
+            ContainerdOptions::default().default_runtime("kata"),
+            "`kata`",
+        ),
+        // a containerd that exits at once: the error says so and carries its output
+        (
+            ContainerdOptions {
+                containerd_binary: "/bin/false".into(),
+                ..Default::default()
+            },
+            "exited",
+        ),
+        // a containerd binary that does not exist is named
+        (
+            ContainerdOptions {
+                containerd_binary: "/nonexistent/containerd".into(),
+                ..Default::default()
+            },
+            "/nonexistent/containerd",
+        ),
+    ];
+    for (opts, names) in cases {
+        let err = Containerd::start(opts)
+            .await
+            .err()
+            .with_context(|| format!("a start that must fail naming {names}"))?;
+        ensure!(err.to_string().contains(names), "{err}");
+    }
 
     // Failed starts leave no harness dir behind (other tests may create their own meanwhile).
     let after = harness_dirs();
