@@ -156,64 +156,72 @@ fn check_containerd_config_reports_bypasses() {
     assert!(out.contains("every pod goes through the router"), "{out}");
 }
 
+/// (namespace, annotation, exit code, what stdout holds, what stderr holds)
+type ExplainCase = (
+    &'static str,
+    Option<&'static str>,
+    i32,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
 #[test]
 fn explain_allowed_and_refused() {
     let d = Dir::new();
     let p = d.write("policy.toml", POLICY);
     let p = p.to_string_lossy();
-    let (code, out, err) = routerctl(&["explain", "--config", &p, "--namespace", "sdewan-a"]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        out.contains("tenant:    provider")
-            && out.contains("backend:   runc")
-            && out.contains("isolation: container"),
-        "{out}"
-    );
-    assert!(
-        out.contains("tenants.provider.namespaces[sdewan-*]"),
-        "{out}"
-    );
-
-    // raise-only override: weaker is refused with a non-zero exit
-    let (code, out, err) = routerctl(&[
-        "explain",
-        "--config",
-        &p,
-        "--namespace",
-        "web",
-        "--annotation",
-        "runtime-router.io/backend=runc",
-    ]);
-    assert_eq!(code, 1, "{out}\n{err}");
-    assert!(
-        out.contains("decision:  refused") && out.contains("rule:      override"),
-        "{out}"
-    );
-    assert!(err.contains("runtime-router refused"), "{err}");
-    // unknown backend is refused naming it
-    let (code, out, _) = routerctl(&[
-        "explain",
-        "--config",
-        &p,
-        "--namespace",
-        "kube-system",
-        "--annotation",
-        "runtime-router.io/backend=kata2",
-    ]);
-    assert_eq!(code, 1);
-    assert!(out.contains("`kata2`"), "{out}");
-    // runtime annotations outside allow_annotations
-    let (code, out, _) = routerctl(&[
-        "explain",
-        "--config",
-        &p,
-        "--namespace",
-        "web",
-        "--annotation",
-        "io.katacontainers.config.runtime.disable_guest_seccomp=true",
-    ]);
-    assert_eq!(code, 1);
-    assert!(out.contains("deny:runtime-annotations"), "{out}");
+    let cases: [ExplainCase; 4] = [
+        (
+            "sdewan-a",
+            None,
+            0,
+            &[
+                "tenant:    provider",
+                "backend:   runc",
+                "isolation: container",
+                "tenants.provider.namespaces[sdewan-*]",
+            ],
+            &[],
+        ),
+        // raise-only override: weaker is refused with a non-zero exit
+        (
+            "web",
+            Some("runtime-router.io/backend=runc"),
+            1,
+            &["decision:  refused", "rule:      override"],
+            &["runtime-router refused"],
+        ),
+        // an unknown backend is refused naming it
+        (
+            "kube-system",
+            Some("runtime-router.io/backend=kata2"),
+            1,
+            &["`kata2`"],
+            &[],
+        ),
+        // runtime annotations outside allow_annotations
+        (
+            "web",
+            Some("io.katacontainers.config.runtime.disable_guest_seccomp=true"),
+            1,
+            &["deny:runtime-annotations"],
+            &[],
+        ),
+    ];
+    for (ns, annotation, want, outs, errs) in cases {
+        let mut args = vec!["explain", "--config", &p, "--namespace", ns];
+        if let Some(a) = annotation {
+            args.extend(["--annotation", a]);
+        }
+        let (code, out, err) = routerctl(&args);
+        assert_eq!(code, want, "{args:?}: {out}\n{err}");
+        for n in outs {
+            assert!(out.contains(n), "{args:?}: no {n:?} in {out}");
+        }
+        for n in errs {
+            assert!(err.contains(n), "{args:?}: no {n:?} in {err}");
+        }
+    }
 }
 
 #[test]
