@@ -83,9 +83,7 @@ async fn terminal_container_and_exec_with_tty() -> Result<()> {
             .await?;
         ensure!(out.stdout.contains("not-a-tty"), "{out:?}");
         cri.stop_container(&cid, 2).await?;
-        cri.remove_container(&cid).await?;
-        cri.stop_pod(&pod_id).await?;
-        cri.remove_pod(&pod_id).await?;
+        remove_pod_and(&cri, &pod_id, &[&cid]).await?;
         Ok(())
     })
     .await
@@ -95,14 +93,10 @@ async fn terminal_container_and_exec_with_tty() -> Result<()> {
 async fn container_over_its_memory_limit_is_reported_oom_killed() -> Result<()> {
     with_harness(|h| async move {
         let cri = h.cri();
-        let pod = h.pod("kube-system", "builtin-oom");
-        let cfg = pod.build();
-        let pod_id = cri.run_pod(&cfg).await?;
         let c = ContainerSpec::new("hog")
-            .in_pod(&pod)
             .memory_limit(16 * 1024 * 1024)
             .shell("echo eating; tail /dev/zero");
-        let cid = cri.run_container(&pod_id, &cfg, &c.build()).await?;
+        let (_pod, _cfg, pod_id, cid) = pod_with(&h, &cri, "kube-system", "builtin-oom", c).await?;
         let code = cri.wait_container_exit(&cid, LONG).await?;
         ensure!(
             code == 137,
@@ -120,9 +114,7 @@ async fn container_over_its_memory_limit_is_reported_oom_killed() -> Result<()> 
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        cri.remove_container(&cid).await?;
-        cri.stop_pod(&pod_id).await?;
-        cri.remove_pod(&pod_id).await?;
+        remove_pod_and(&cri, &pod_id, &[&cid]).await?;
         Ok(())
     })
     .await
@@ -155,13 +147,9 @@ fn freezer_state(pid: i32) -> Option<String> {
 async fn pause_and_resume_through_ctr() -> Result<()> {
     with_harness(|h| async move {
         let cri = h.cri();
-        let pod = h.pod("kube-system", "builtin-pause");
-        let cfg = pod.build();
-        let pod_id = cri.run_pod(&cfg).await?;
-        let c = ContainerSpec::new("ticker")
-            .in_pod(&pod)
-            .shell("echo ready; exec sleep 3600");
-        let cid = cri.run_container(&pod_id, &cfg, &c.build()).await?;
+        let c = ContainerSpec::new("ticker").shell("echo ready; exec sleep 3600");
+        let (_pod, _cfg, pod_id, cid) =
+            pod_with(&h, &cri, "kube-system", "builtin-pause", c).await?;
         cri.wait_log_contains(&cid, "ready", LONG).await?;
         let pid = cri.container_pid(&cid).await?;
         ensure!(
@@ -184,9 +172,7 @@ async fn pause_and_resume_through_ctr() -> Result<()> {
         let out = cri.exec_sync(&cid, &["echo", "alive"], LONG).await?;
         ensure!(out.stdout.contains("alive"), "{out:?}");
         cri.stop_container(&cid, 2).await?;
-        cri.remove_container(&cid).await?;
-        cri.stop_pod(&pod_id).await?;
-        cri.remove_pod(&pod_id).await?;
+        remove_pod_and(&cri, &pod_id, &[&cid]).await?;
         Ok(())
     })
     .await

@@ -123,15 +123,8 @@ async fn pod_with_two_containers_on_one_daemon_logs_exec_exit_codes_stats() -> R
         );
 
         cri.stop_container(&cid, 5).await?;
-        cri.remove_container(&cid).await?;
-        cri.remove_container(&sid).await?;
-        cri.stop_pod(&pod_id).await?;
-        cri.remove_pod(&pod_id).await?;
-        ensure!(
-            wait_gone(daemon, LONG).await,
-            "pod daemon {daemon} still running after remove"
-        );
-        ensure!(!procs::alive(c_pid), "container process {c_pid} survived");
+        remove_pod_and(&cri, &pod_id, &[&cid, &sid]).await?;
+        daemon_and_process_gone(daemon, c_pid).await?;
         Ok(())
     }
     .await;

@@ -82,15 +82,8 @@ async fn exercise(h: &mut Containerd, crash: bool) -> Result<()> {
         code == 137 || code == 143,
         "stopped container exit code {code}"
     );
-    cri.remove_container(&cid).await?;
-    cri.remove_container(&c2id).await?;
-    cri.stop_pod(&pod_id).await?;
-    cri.remove_pod(&pod_id).await?;
-    ensure!(
-        wait_gone(daemon, LONG).await,
-        "pod daemon {daemon} still running after remove"
-    );
-    ensure!(!procs::alive(c_pid), "container process {c_pid} survived");
+    remove_pod_and(&cri, &pod_id, &[&cid, &c2id]).await?;
+    daemon_and_process_gone(daemon, c_pid).await?;
     Ok(())
 }
 

@@ -15,8 +15,9 @@ pub mod handoff;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use router_integration::procs;
+use anyhow::{ensure, Context, Result};
+use router_integration::cri::PodSandboxConfig;
+use router_integration::{procs, ContainerSpec, Containerd, CriClient, PodSpec};
 
 /// Generous timeout for anything the loaded machine must do.
 pub const LONG: Duration = Duration::from_secs(120);
@@ -49,4 +50,43 @@ pub async fn wait_gone(pid: i32, timeout: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     !procs::alive(pid)
+}
+
+/// A pod `name` in Kubernetes namespace `ns` with container `c` in it (its host namespaces
+/// copied from the pod, as kubelet does), both started: (pod, its config, pod id, container id).
+pub async fn pod_with(
+    h: &Containerd,
+    cri: &CriClient,
+    ns: &str,
+    name: &str,
+    c: ContainerSpec,
+) -> Result<(PodSpec, PodSandboxConfig, String, String)> {
+    let pod = h.pod(ns, name);
+    let cfg = pod.build();
+    let pod_id = cri.run_pod(&cfg).await.context("RunPodSandbox")?;
+    let cid = cri
+        .run_container(&pod_id, &cfg, &c.in_pod(&pod).build())
+        .await
+        .context("the pod's container")?;
+    Ok((pod, cfg, pod_id, cid))
+}
+
+/// Removes a pod as kubelet does: its containers `cids`, then the pod.
+pub async fn remove_pod_and(cri: &CriClient, pod_id: &str, cids: &[&str]) -> Result<()> {
+    for cid in cids {
+        cri.remove_container(cid).await?;
+    }
+    cri.stop_pod(pod_id).await?;
+    cri.remove_pod(pod_id).await?;
+    Ok(())
+}
+
+/// After its removal, a pod's daemon and container process are gone.
+pub async fn daemon_and_process_gone(daemon: i32, c_pid: i32) -> Result<()> {
+    ensure!(
+        wait_gone(daemon, LONG).await,
+        "pod daemon {daemon} still running after remove"
+    );
+    ensure!(!procs::alive(c_pid), "container process {c_pid} survived");
+    Ok(())
 }
