@@ -45,8 +45,7 @@ async fn fixed_policy_applies_to_next_pod(fx: &Fixture) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_policy_refuses_every_pod_with_file_line_and_field() -> Result<()> {
-    let fx = start_fixture().await?;
-    let r = async {
+    with_fresh(ContainerdOptions::default(), |fx| async move {
         // the provider's backend line names a backend that does not exist
         let good = policy_for(&fx.h);
         let broken = good.replacen(
@@ -92,17 +91,13 @@ async fn invalid_policy_refuses_every_pod_with_file_line_and_field() -> Result<(
             "audit lines lack {at}: {refused:?}"
         );
         fixed_policy_applies_to_next_pod(&fx).await
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await.context("harness shutdown")?;
-    r
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparsable_policy_refuses_every_pod_with_file_and_line() -> Result<()> {
-    let fx = start_fixture().await?;
-    let r = async {
+    with_fresh(ContainerdOptions::default(), |fx| async move {
         let good = policy_for(&fx.h);
         // a TOML syntax error on the line after audit_log (kept first so the refusal is audited
         // in the test's directory, not the host's default audit path)
@@ -129,11 +124,8 @@ async fn unparsable_policy_refuses_every_pod_with_file_and_line() -> Result<()> 
             .count();
         ensure!(n == 2, "{n} policy refusals audited");
         fixed_policy_applies_to_next_pod(&fx).await
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await.context("harness shutdown")?;
-    r
+    })
+    .await
 }
 
 /// containerd at debug level passes `-debug` to `start`: the router then logs through the
@@ -145,8 +137,7 @@ async fn debug_start_logs_into_containerds_log_and_pods_still_start() -> Result<
         log_level: "debug".into(),
         ..Default::default()
     };
-    let fx = start_fixture_with(opts).await?;
-    let r = async {
+    with_fresh(opts, |fx| async move {
         let cri = fx.cri().await?;
         let pod = fx.h.pod("kube-system", "debug-pod");
         let id = cri.run_pod(&pod.build()).await.context("RunPodSandbox")?;
@@ -159,19 +150,15 @@ async fn debug_start_logs_into_containerds_log_and_pods_still_start() -> Result<
         );
         remove_pod(&fx, &cri, &id).await?;
         Ok(())
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await.context("harness shutdown")?;
-    r
+    })
+    .await
 }
 
 /// An audit log that cannot be written does not block a correct decision: the pod runs where the
 /// policy says, and the failure is reported in containerd's log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unwritable_audit_log_is_reported_and_does_not_block_standin() -> Result<()> {
-    let fx = start_fixture().await?;
-    let r = async {
+    with_fresh(ContainerdOptions::default(), |fx| async move {
         let good = policy_for(&fx.h);
         let audit_line = format!(
             "audit_log = \"{}/audit/decisions.jsonl\"",
@@ -207,9 +194,6 @@ async fn unwritable_audit_log_is_reported_and_does_not_block_standin() -> Result
         );
         remove_pod(&fx, &cri, &id).await?;
         Ok(())
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await.context("harness shutdown")?;
-    r
+    })
+    .await
 }

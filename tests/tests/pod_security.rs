@@ -256,8 +256,7 @@ async fn level_holds(fx: &Fixture, level: &str, tier: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baseline_refuses_each_control_and_runs_its_twin_standin_and_builtin() -> Result<()> {
-    let fx = start_fixture().await?;
-    let r = async {
+    with_fresh(ContainerdOptions::default(), |fx| async move {
         fx.h.set_policy(&pss_policy(&fx))?;
         level_holds(&fx, "baseline", "vm")
             .await
@@ -265,17 +264,13 @@ async fn baseline_refuses_each_control_and_runs_its_twin_standin_and_builtin() -
         level_holds(&fx, "baseline", "builtin")
             .await
             .context("built-in")
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await?;
-    r
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restricted_refuses_each_control_and_runs_its_twin_standin_and_builtin() -> Result<()> {
-    let fx = start_fixture().await?;
-    let r = async {
+    with_fresh(ContainerdOptions::default(), |fx| async move {
         fx.h.set_policy(&pss_policy(&fx))?;
         level_holds(&fx, "restricted", "vm")
             .await
@@ -283,11 +278,8 @@ async fn restricted_refuses_each_control_and_runs_its_twin_standin_and_builtin()
         level_holds(&fx, "restricted", "builtin")
             .await
             .context("built-in")
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await?;
-    r
+    })
+    .await
 }
 
 /// A task spec for `ctr run --config`: containerd's default spec (`ctr oci spec`) with busybox
@@ -412,8 +404,7 @@ async fn lsm_controls_hold(fx: &Fixture, level: &str, tier: &str) -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apparmor_and_selinux_through_ctr_standin_and_builtin() -> Result<()> {
-    let fx = start_fixture().await?;
-    let r = async {
+    with_fresh(ContainerdOptions::default(), |fx| async move {
         fx.h.set_policy(&pss_policy(&fx))?;
         for level in ["baseline", "restricted"] {
             lsm_controls_hold(&fx, level, "vm")
@@ -424,9 +415,6 @@ async fn apparmor_and_selinux_through_ctr_standin_and_builtin() -> Result<()> {
                 .with_context(|| format!("{level}, built-in"))?;
         }
         Ok(())
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await?;
-    r
+    })
+    .await
 }

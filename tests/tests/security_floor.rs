@@ -112,8 +112,7 @@ async fn floor_holds_in(fx: &Fixture, ns: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floor_holds_under_a_root_entry_standin_builtin_and_gvisor() -> Result<()> {
-    let fx = start_fixture().await?;
-    let r = async {
+    with_fresh(ContainerdOptions::default(), |fx| async move {
         fx.h.set_policy(&floor_policy(&fx, Some("\"/\""))?)?;
         floor_holds_in(&fx, HANDOFF_NS)
             .await
@@ -122,11 +121,8 @@ async fn floor_holds_under_a_root_entry_standin_builtin_and_gvisor() -> Result<(
         floor_holds_in(&fx, GVISOR_NS)
             .await
             .context("built-in, gVisor")
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await?;
-    r
+    })
+    .await
 }
 
 async fn planted_symlink_leads_nowhere_in(fx: &Fixture, ns: &str) -> Result<()> {
@@ -216,8 +212,7 @@ async fn planted_symlink_leads_nowhere_in(fx: &Fixture, ns: &str) -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symlink_planted_in_own_volume_leads_nowhere_standin_builtin_and_gvisor() -> Result<()> {
-    let fx = start_fixture().await?;
-    let r = async {
+    with_fresh(ContainerdOptions::default(), |fx| async move {
         fx.h.set_policy(&floor_policy(&fx, None)?)?;
         planted_symlink_leads_nowhere_in(&fx, HANDOFF_NS)
             .await
@@ -228,9 +223,6 @@ async fn symlink_planted_in_own_volume_leads_nowhere_standin_builtin_and_gvisor(
         planted_symlink_leads_nowhere_in(&fx, GVISOR_NS)
             .await
             .context("built-in, gVisor")
-    }
-    .await;
-    let r = with_log(&fx, r);
-    fx.h.shutdown().await?;
-    r
+    })
+    .await
 }

@@ -13,8 +13,7 @@ use super::{exe, ppid};
 use anyhow::{bail, ensure, Context, Result};
 use router_integration::cri::PodSandboxConfig;
 use router_integration::{
-    procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, PodSpec, PolicyText,
-    STANDIN_BINARY,
+    procs, ContainerSpec, Containerd, CriClient, PodSpec, PolicyText, STANDIN_BINARY,
 };
 use serde_json::Value;
 
@@ -22,6 +21,8 @@ use serde_json::Value;
 pub const BACKEND_OVERRIDE: &str = "runtime-router.io/backend";
 /// Marker env var given to the VM-tier backend in the test policy.
 pub use router_integration::policy::KATA_CONF;
+/// The harness options `with_fresh` takes.
+pub use router_integration::ContainerdOptions;
 
 /// Environment variable choosing the trusted tier of these suites: unset or `shim` =
 /// containerd's `containerd-shim-runc-v2` as a `shim` backend; `builtin` = the router's built-in
@@ -119,6 +120,21 @@ where
     let cri = fx.cri().await?;
     let r = body(Arc::clone(&fx), cri).await;
     with_log(&fx, r)
+}
+
+/// Runs a test's body on a fresh containerd with the test policy (`opts` for the harness), then
+/// shuts it down, whose leak check must pass too; a failure carries containerd's log.
+pub async fn with_fresh<F, Fut>(opts: ContainerdOptions, body: F) -> Result<()>
+where
+    F: FnOnce(Arc<Fixture>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let fx = Arc::new(start_fixture_with(opts).await?);
+    let r = body(Arc::clone(&fx)).await;
+    let r = with_log(&fx, r);
+    let fx = Arc::try_unwrap(fx).map_err(|_| anyhow::anyhow!("a test kept its harness"))?;
+    fx.h.shutdown().await.context("harness shutdown")?;
+    r
 }
 
 /// A fresh containerd with the test policy (for suites that change the policy).
