@@ -7,7 +7,7 @@
 mod support;
 
 use anyhow::{ensure, Context, Result};
-use router_integration::{binaries, routerimage, ContainerSpec, Containerd, ContainerdOptions};
+use router_integration::{binaries, routerimage, ContainerSpec, Containerd};
 use support::cluster::*;
 use support::*;
 
@@ -22,13 +22,7 @@ const IMAGE: &str = "docker.io/local/runtime-router:test";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_image_installs_into_a_host_root() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(&builtin_policy()))
-        .await
-        .context("start containerd")?;
-    let r = run(&h).await;
-    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
-    h.shutdown().await?;
-    Ok(())
+    on_cluster_harness(|h| Box::pin(run(h))).await
 }
 
 async fn run(h: &Containerd) -> Result<()> {

@@ -10,20 +10,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use router_integration::{Containerd, ContainerdOptions};
+use router_integration::Containerd;
 use serde_json::Value;
 use support::cluster::*;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_decisions_across_a_rotation() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(&builtin_policy()))
-        .await
-        .context("start containerd")?;
-    let r = run(&h).await;
-    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
-    h.shutdown().await?;
-    Ok(())
+    on_cluster_harness(|h| Box::pin(run(h))).await
 }
 
 /// Starts Prometheus on a free loopback port scraping `target` every second. A port taken between
@@ -89,16 +83,7 @@ fn query(addr: &str) -> Result<Counts> {
     let v: Value = serde_json::from_str(&body)?;
     let mut m = std::collections::BTreeMap::new();
     for r in v["data"]["result"].as_array().context("result")? {
-        let l = &r["metric"];
-        let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
-        let key = format!(
-            "outcome={},role={},tenant={},backend={},rule={}",
-            s("outcome"),
-            s("role"),
-            s("tenant"),
-            s("backend"),
-            s("rule")
-        );
+        let key = decision_key(&r["metric"]);
         let n: u64 = r["value"][1].as_str().context("value")?.parse()?;
         m.insert(key, n);
     }

@@ -9,19 +9,13 @@ mod support;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
-use router_integration::{ContainerSpec, Containerd, ContainerdOptions};
+use router_integration::{ContainerSpec, Containerd};
 use support::cluster::*;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_rollout_keeps_last_good_policy_and_metrics_match_audit() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(builtin_policy()))
-        .await
-        .context("start containerd")?;
-    let r = run(&h).await;
-    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
-    h.shutdown().await?;
-    Ok(())
+    on_cluster_harness(|h| Box::pin(run(h))).await
 }
 
 async fn run(h: &Containerd) -> Result<()> {

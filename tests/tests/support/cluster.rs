@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use router_integration::{binaries, Containerd, PolicyText};
+use router_integration::{binaries, Containerd, ContainerdOptions, PolicyText};
 use serde_json::Value;
 
 /// The cluster suites' node policy (`{dir}`, `{root}`, `{state}` filled by the harness): the
@@ -24,6 +24,24 @@ pub fn builtin_policy() -> String {
         .tenant("team-a", &["web"], "runc")
         .list("deny", &["host-network"])
         .into()
+}
+
+/// What a cluster suite runs on its harness.
+pub type RunFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
+/// Runs `run` on a fresh harness with the cluster suites' policy, then shuts it down; a failure
+/// carries containerd's log.
+pub async fn on_cluster_harness<F>(run: F) -> Result<()>
+where
+    F: for<'a> FnOnce(&'a Containerd) -> RunFuture<'a>,
+{
+    let h = Containerd::start(ContainerdOptions::with_policy(builtin_policy()))
+        .await
+        .context("start containerd")?;
+    let r = run(&h).await;
+    r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
+    h.shutdown().await?;
+    Ok(())
 }
 
 /// The `routerctl` built beside the router shim.
@@ -172,20 +190,25 @@ pub fn record(h: &Containerd, id: &str) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
 }
 
+/// The label set of a decision, as `outcome=..,role=..,tenant=..,backend=..,rule=..`, from an
+/// audit line or a Prometheus sample's `metric` object (both have the five keys).
+pub fn decision_key(labels: &Value) -> String {
+    let s = |k: &str| labels[k].as_str().unwrap_or_default().to_string();
+    format!(
+        "outcome={},role={},tenant={},backend={},rule={}",
+        s("outcome"),
+        s("role"),
+        s("tenant"),
+        s("backend"),
+        s("rule")
+    )
+}
+
 /// The expected `runtime_router_decisions_total` samples of audit lines: label set → count.
 pub fn expected_counts(lines: &[Value]) -> std::collections::BTreeMap<String, u64> {
     let mut m = std::collections::BTreeMap::new();
     for l in lines {
-        let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
-        let key = format!(
-            "outcome={},role={},tenant={},backend={},rule={}",
-            s("outcome"),
-            s("role"),
-            s("tenant"),
-            s("backend"),
-            s("rule")
-        );
-        *m.entry(key).or_insert(0) += 1;
+        *m.entry(decision_key(l)).or_insert(0) += 1;
     }
     m
 }
