@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use router_benches::{memory_of, percentile, ratio, ShimMemory};
 use router_integration::{
-    procs::ProcInfo, ContainerSpec, Containerd, ContainerdOptions, CriClient, RuntimeHandler,
-    BUSYBOX_IMAGE,
+    procs::ProcInfo, ContainerSpec, Containerd, ContainerdOptions, CriClient, PolicyText,
+    RuntimeHandler, BUSYBOX_IMAGE,
 };
 
 /// The Go shim's handler name in the bench containerd.
@@ -38,40 +38,6 @@ const ROUTER_HANDLER: &str = "";
 const NS: &str = "bench";
 /// Kubernetes namespace of the gVisor tier.
 const NS_GVISOR: &str = "bench-sandboxed";
-
-const POLICY_TEMPLATE: &str = r#"version = 1
-audit_log = "{dir}/audit/decisions.jsonl"
-default_tenant = "sandboxed"
-allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
-
-[backends.go-runc]
-kind = "shim"
-binary = "containerd-shim-runc-v2"
-isolation = "container"
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[backends.gvisor]
-kind = "builtin"
-runtime = "/usr/bin/runsc"
-runtime_args = {gvisor_args}
-isolation = "sandbox"
-
-[tenants.bench]
-namespaces = ["bench"]
-containerd_namespaces = ["bench"]
-backend = "{backend}"
-
-[tenants.sandboxed]
-namespaces = ["bench-sandboxed"]
-backend = "gvisor"
-"#;
-
-/// Runtime arguments runsc needs on these machines (no KVM, hybrid cgroups): see docs/gvisor.md.
-const GVISOR_ARGS: &str = r#"["--platform=ptrace", "--network=host"]"#;
 
 struct Bench {
     h: Containerd,
@@ -173,10 +139,19 @@ impl Bench {
 
 /// The bench policy with the `bench` tenant on `backend`; the harness fills `{dir}`, `{root}` and
 /// `{state}` when it writes the file.
+/// The bench policy: namespace `bench` on `backend` (the Go shim handed off to, `go-runc`, or
+/// the built-in `runc`), `bench-sandboxed` (the default) on built-in gVisor with the flags these
+/// machines need (docs/gvisor.md).
 fn policy(backend: &str) -> String {
-    POLICY_TEMPLATE
-        .replace("{backend}", backend)
-        .replace("{gvisor_args}", GVISOR_ARGS)
+    PolicyText::new("sandboxed")
+        .pod_paths("/var/lib/kubelet/pods")
+        .shim("go-runc", "containerd-shim-runc-v2", &[], "container")
+        .runc()
+        .gvisor()
+        .tenant("bench", &[NS], backend)
+        .list("containerd_namespaces", &[NS])
+        .tenant("sandboxed", &[NS_GVISOR], "gvisor")
+        .into()
 }
 
 /// How long each CRI call of one pod start took, in ms.

@@ -24,8 +24,6 @@ use router_integration::{
     leaks, procs, ContainerSpec, Containerd, ContainerdOptions, K8S_NAMESPACE,
 };
 
-const POLICY: &str = router_integration::faults::FAULTS_POLICY;
-
 const LONG: Duration = Duration::from_secs(120);
 const GRACE: Duration = Duration::from_secs(20);
 
@@ -242,7 +240,10 @@ async fn main() -> Result<()> {
     let cycles: usize = arg("--cycles").and_then(|s| s.parse().ok()).unwrap_or(300);
     let seed: u64 = arg("--seed").and_then(|s| s.parse().ok()).unwrap_or(11);
     let keeper_only = std::env::args().any(|a| a == "--keeper-only");
-    let h = Containerd::start(ContainerdOptions::with_policy(POLICY)).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(
+        router_integration::faults::faults_policy(),
+    ))
+    .await?;
     let runc = FaultyRuntime::install(
         &h.dir().join("faults-runc"),
         "runc",

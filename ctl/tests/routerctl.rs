@@ -3,33 +3,32 @@
 
 mod support;
 
+use router_integration::policy::UNTRUSTED_DENY;
+use router_integration::PolicyText;
 use std::path::{Path, PathBuf};
 use support::routerctl;
 
-const POLICY: &str = r#"version = 1
-default_tenant = "untrusted"
-allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[backends.kata]
-kind = "shim"
-binary = "containerd-shim-kata-v2"
-isolation = "vm"
-
-[tenants.provider]
-namespaces = ["kube-system", "sdewan-*"]
-containerd_namespaces = ["infra"]
-backend = "runc"
-
-[tenants.untrusted]
-backend = "kata"
-deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations"]
-allow_annotations = ["io.katacontainers.config.hypervisor.default_memory"]
-"#;
+/// The policy these tests check and explain with: `kube-system` and `sdewan-*` (and containerd
+/// namespace `infra`) on runc, everyone else on Kata with the host-facing deny rules.
+fn policy() -> String {
+    PolicyText::bare("untrusted")
+        .allowed_host_paths(&[
+            "/var/lib/kubelet/pods/{pod_uid}/",
+            "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/",
+        ])
+        .runc()
+        .shim("kata", "containerd-shim-kata-v2", &[], "vm")
+        .tenant("provider", &["kube-system", "sdewan-*"], "runc")
+        .list("containerd_namespaces", &["infra"])
+        .tenant("untrusted", &[], "kata")
+        .list("deny", &UNTRUSTED_DENY[..6])
+        .list(
+            "allow_annotations",
+            &["io.katacontainers.config.hypervisor.default_memory"],
+        )
+        .into()
+}
 
 struct Dir(tempfile::TempDir);
 
@@ -53,7 +52,7 @@ impl Dir {
 #[test]
 fn check_valid_policy_prints_tables() {
     let d = Dir::new();
-    let p = d.write("policy.toml", POLICY);
+    let p = d.write("policy.toml", &policy());
     let (code, out, err) = routerctl(&["check", &p.to_string_lossy()]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
@@ -75,7 +74,7 @@ fn check_invalid_policy_names_file_line_and_field() {
     let d = Dir::new();
     let p = d.write(
         "policy.toml",
-        &POLICY.replace("backend = \"kata\"", "backend = \"kata2\""),
+        &policy().replace("backend = \"kata\"", "backend = \"kata2\""),
     );
     let (code, out, err) = routerctl(&["check", &p.to_string_lossy()]);
     assert_eq!(code, 1, "{out}\n{err}");
@@ -87,7 +86,7 @@ fn check_invalid_policy_names_file_line_and_field() {
     // unknown keys too
     let p = d.write(
         "policy2.toml",
-        &POLICY.replace(
+        &policy().replace(
             "isolation = \"vm\"",
             "isolation = \"vm\"\nisolaton = \"vm\"",
         ),
@@ -106,7 +105,7 @@ fn check_invalid_policy_names_file_line_and_field() {
 #[test]
 fn check_containerd_config_reports_bypasses() {
     let d = Dir::new();
-    let p = d.write("policy.toml", POLICY);
+    let p = d.write("policy.toml", &policy());
     let bad = d.write(
         "bad.toml",
         r#"version = 2
@@ -168,7 +167,7 @@ type ExplainCase = (
 #[test]
 fn explain_allowed_and_refused() {
     let d = Dir::new();
-    let p = d.write("policy.toml", POLICY);
+    let p = d.write("policy.toml", &policy());
     let p = p.to_string_lossy();
     let cases: [ExplainCase; 4] = [
         (
@@ -227,7 +226,7 @@ fn explain_allowed_and_refused() {
 #[test]
 fn explain_traps_do_not_grant_trust() {
     let d = Dir::new();
-    let p = d.write("policy.toml", POLICY);
+    let p = d.write("policy.toml", &policy());
     let p = p.to_string_lossy();
     let (code, out, err) = routerctl(&[
         "explain",
@@ -253,7 +252,7 @@ fn explain_traps_do_not_grant_trust() {
 #[test]
 fn explain_bundle_and_ctr_tasks() {
     let d = Dir::new();
-    let p = d.write("policy.toml", POLICY);
+    let p = d.write("policy.toml", &policy());
     let p = p.to_string_lossy();
     let spec = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},
       "annotations":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"s1","io.kubernetes.cri.sandbox-namespace":"web"},

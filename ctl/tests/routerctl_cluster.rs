@@ -5,6 +5,7 @@
 
 mod support;
 
+use router_integration::PolicyText;
 use std::path::Path;
 use std::process::Command;
 use support::routerctl;
@@ -28,50 +29,35 @@ fn write(p: &Path, t: &str) {
     std::fs::write(p, t).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
 }
 
-const POLICY: &str = r#"version = 1
-default_tenant = "untrusted"
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[backends.gvisor]
-kind = "builtin"
-runtime = "/usr/bin/runsc"
-runtime_args = ["--platform=ptrace", "--network=host"]
-isolation = "sandbox"
-
-[backends.kata]
-kind = "shim"
-binary = "containerd-shim-kata-v2"
-isolation = "vm"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.untrusted]
-backend = "gvisor"
-"#;
+/// The policy these tests roll out: `kube-system` on runc, everyone else on gVisor; Kata defined
+/// but unused.
+fn policy() -> String {
+    PolicyText::bare("untrusted")
+        .runc()
+        .gvisor()
+        .shim("kata", "containerd-shim-kata-v2", &[], "vm")
+        .tenant("provider", &["kube-system"], "runc")
+        .tenant("untrusted", &[], "gvisor")
+        .into()
+}
 
 #[test]
 fn policy_apply_validates_then_replaces_atomically() {
     let d = tmp();
     let live = d.path().join("etc/runtime-router.toml");
     let new = d.path().join("new.toml");
-    write(&new, POLICY);
+    write(&new, &policy());
     let (code, out, err) = routerctl(&["policy", "apply", &s(&new), "--to", &s(&live)]);
     assert_eq!(code, 1, "missing target dir is an error\n{out}{err}");
     std::fs::create_dir_all(live.parent().unwrap_or(d.path())).unwrap_or_else(|e| panic!("{e}"));
     let (code, out, err) = routerctl(&["policy", "apply", &s(&new), "--to", &s(&live)]);
     assert_eq!(code, 0, "{out}{err}");
-    let first = router_digest(POLICY.as_bytes());
+    let first = router_digest(policy().as_bytes());
     assert!(out.contains(&format!("none -> {first}")), "{out}");
-    assert_eq!(read(&live), POLICY.as_bytes());
+    assert_eq!(read(&live), policy().as_bytes());
 
     // a broken version: exit 1, file:line:col of FILE, live file byte for byte unchanged
-    let broken = POLICY.replace("backend = \"gvisor\"", "backend = \"gvisr\"");
+    let broken = policy().replace("backend = \"gvisor\"", "backend = \"gvisr\"");
     write(&new, &broken);
     let before = read(&live);
     let (code, out, err) = routerctl(&["policy", "apply", &s(&new), "--to", &s(&live)]);
@@ -93,7 +79,7 @@ fn policy_apply_validates_then_replaces_atomically() {
     assert_eq!(read(&live), before);
 
     // a good second version: old and new digests, previous text kept beside it
-    let second = POLICY.replace(
+    let second = policy().replace(
         "namespaces = [\"kube-system\"]",
         "namespaces = [\"kube-system\", \"infra\"]",
     );
@@ -107,12 +93,12 @@ fn policy_apply_validates_then_replaces_atomically() {
     assert_eq!(read(&live), second.as_bytes());
     let mut prev = live.as_os_str().to_owned();
     prev.push(".prev");
-    assert_eq!(read(Path::new(&prev)), POLICY.as_bytes());
+    assert_eq!(read(Path::new(&prev)), policy().as_bytes());
     // the same text again: unchanged, .prev untouched
     let (code, out, _) = routerctl(&["policy", "apply", &s(&new), "--to", &s(&live)]);
     assert_eq!(code, 0);
     assert!(out.starts_with("unchanged"), "{out}");
-    assert_eq!(read(Path::new(&prev)), POLICY.as_bytes());
+    assert_eq!(read(Path::new(&prev)), policy().as_bytes());
     // $RUNTIME_ROUTER_CONFIG names the default target
     let out = Command::new(env!("CARGO_BIN_EXE_routerctl"))
         .args(["policy", "apply", &s(&new)])
@@ -131,7 +117,7 @@ fn router_digest(b: &[u8]) -> String {
 fn node_features_on_this_host() {
     let d = tmp();
     let p = d.path().join("policy.toml");
-    write(&p, POLICY);
+    write(&p, &policy());
     let (code, out, err) = routerctl(&["node-features", "--config", &s(&p)]);
     assert_eq!(code, 0, "{out}{err}");
     // this host: runc and a working runsc; no Kata shim binary, no usable /dev/kvm
@@ -157,7 +143,7 @@ fn node_features_on_this_host() {
     let fake = d.path().join("runsc");
     write(&fake, "#!/bin/sh\nexit 1\n");
     set_exec(&fake);
-    write(&p, &POLICY.replace("/usr/bin/runsc", &s(&fake)));
+    write(&p, &policy().replace("/usr/bin/runsc", &s(&fake)));
     let (code, out, err) = routerctl(&["node-features", "--config", &s(&p)]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "runtime-router.io/tier.container=true\n", "{err}");

@@ -14,35 +14,28 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use router_integration::{
-    procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, SeccompProfile, K8S_NAMESPACE,
+    procs, ContainerSpec, Containerd, ContainerdOptions, CriClient, PolicyText, SeccompProfile,
+    K8S_NAMESPACE,
 };
 use serde_json::Value;
 
-const POLICY: &str = r#"version = 1
-audit_log = "{dir}/audit/decisions.jsonl"
-default_tenant = "untrusted"
-allowed_host_paths = ["/var/lib/kubelet/pods/{pod_uid}/", "{root}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/", "{state}/io.containerd.grpc.v1.cri/sandboxes/{sandbox_id}/"]
-
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-
-[backends.gvisor]
-kind = "builtin"
-runtime = "/usr/bin/runsc"
-runtime_args = ["--platform=ptrace", "--network=host"]
-isolation = "sandbox"
-
-[tenants.provider]
-namespaces = ["kube-system", "telemetry", "sdewan-*"]
-backend = "runc"
-
-[tenants.untrusted]
-backend = "gvisor"
-pod_security = "baseline"
-deny = ["host-network", "host-pid", "host-ipc", "privileged", "host-path", "runtime-annotations", "capabilities", "host-devices"]
-"#;
+/// The demo's node policy: the operator's namespaces on runc, everyone else on gVisor with every
+/// deny rule and the Pod Security Standards' baseline.
+fn policy() -> String {
+    PolicyText::new("untrusted")
+        .pod_paths("/var/lib/kubelet/pods")
+        .runc()
+        .gvisor()
+        .tenant(
+            "provider",
+            &["kube-system", "telemetry", "sdewan-*"],
+            "runc",
+        )
+        .tenant("untrusted", &[], "gvisor")
+        .key("pod_security", "baseline")
+        .untrusted_deny()
+        .into()
+}
 
 const WORKLOAD: &str = "sleep 3600";
 
@@ -181,7 +174,7 @@ async fn demo(h: &Containerd) -> Result<()> {
         h.policy_path()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        h.expand(POLICY)
+        h.expand(&policy())
     );
 
     run_pod(h, &cri, "telemetry", "collector").await?;
@@ -225,7 +218,7 @@ async fn demo(h: &Containerd) -> Result<()> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(POLICY))
+    let h = Containerd::start(ContainerdOptions::with_policy(policy()))
         .await
         .context("start a private containerd with the router as its runtime")?;
     println!("private containerd: socket {}", h.socket().display());

@@ -19,33 +19,24 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::policy::{PolicyText, RUNSC_ARGS};
 
 /// The policy of the suites that inject faults (`{dir}` filled by the harness): `kube-system` on
 /// built-in runc through the wrapper in `{dir}/faults-runc`, every other namespace on built-in
 /// runsc through its wrapper in `{dir}/faults-runsc` (named `runsc`: the router knows runsc by
 /// name). Shared by `tests/tests/builtin_faults.rs` and the soak benchmark.
-pub const FAULTS_POLICY: &str = r#"version = 1
-default_tenant = "untrusted"
-
-[backends.runc]
-kind = "builtin"
-runtime = "{dir}/faults-runc/runc"
-isolation = "container"
-
-[backends.gvisor]
-kind = "builtin"
-runtime = "{dir}/faults-runsc/runsc"
-runtime_args = ["--platform=ptrace", "--network=host"]
-isolation = "sandbox"
-
-[tenants.provider]
-namespaces = ["kube-system"]
-backend = "runc"
-
-[tenants.untrusted]
-backend = "gvisor"
-deny = ["host-network", "host-pid", "host-ipc", "privileged"]
-"#;
+pub fn faults_policy() -> String {
+    PolicyText::bare("untrusted")
+        .builtin("runc", "{dir}/faults-runc/runc", &[], "container")
+        .builtin("gvisor", "{dir}/faults-runsc/runsc", &RUNSC_ARGS, "sandbox")
+        .tenant("provider", &["kube-system"], "runc")
+        .tenant("untrusted", &[], "gvisor")
+        .list(
+            "deny",
+            &["host-network", "host-pid", "host-ipc", "privileged"],
+        )
+        .into()
+}
 
 /// The wrapper script; `@REAL@` and `@DIR@` are filled in.
 const SCRIPT: &str = r#"#!/bin/sh

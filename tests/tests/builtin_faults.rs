@@ -20,9 +20,6 @@ use support::*;
 const REAL_RUNC: &str = router_integration::policy::RUNC;
 const REAL_RUNSC: &str = "/usr/bin/runsc";
 
-/// See `FAULTS_POLICY`.
-const POLICY: &str = router_integration::faults::FAULTS_POLICY;
-
 /// How long the processes of a failed or removed pod may take to go.
 const GRACE: Duration = Duration::from_secs(20);
 
@@ -33,9 +30,11 @@ struct Faults {
 }
 
 async fn start_faults() -> Result<Faults> {
-    let h = Containerd::start(ContainerdOptions::with_policy(POLICY))
-        .await
-        .context("start containerd")?;
+    let h = Containerd::start(ContainerdOptions::with_policy(
+        router_integration::faults::faults_policy(),
+    ))
+    .await
+    .context("start containerd")?;
     let runc = FaultyRuntime::install(&h.dir().join("faults-runc"), "runc", Path::new(REAL_RUNC))?;
     let runsc = FaultyRuntime::install(
         &h.dir().join("faults-runsc"),

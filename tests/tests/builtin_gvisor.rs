@@ -56,7 +56,7 @@ fn pod_state_is_in_its_own_root(h: &Containerd, pod_id: &str, ids: &[&str]) -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_pod_two_containers_exit_codes_exec_logs_cleanup() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(&gvisor_policy())).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(gvisor_policy())).await?;
     let result = exercise(&h).await;
     let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;
@@ -138,7 +138,7 @@ async fn exercise(h: &Containerd) -> Result<()> {
 /// kill -9 of the gVisor sandbox process is reported as the exit of every container of the pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_sandbox_killed_is_reported_as_container_exits() -> Result<()> {
-    let h = Containerd::start(ContainerdOptions::with_policy(&gvisor_policy())).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(gvisor_policy())).await?;
     let result = async {
         let cri = h.cri();
         let pod = h.pod("tenant-b", "sandbox-killed");

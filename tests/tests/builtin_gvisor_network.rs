@@ -16,7 +16,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gvisor_pod_uses_its_cni_network_namespace() -> Result<()> {
     // The harness leases a documentation subnet that overlaps no route of this host.
-    let h = Containerd::start(ContainerdOptions::with_policy(&gvisor_policy())).await?;
+    let h = Containerd::start(ContainerdOptions::with_policy(gvisor_policy())).await?;
     let result = exercise(&h).await;
     let result = result.map_err(|e| anyhow::anyhow!(h.failure_report(&e)));
     h.shutdown().await?;

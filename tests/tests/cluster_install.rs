@@ -16,7 +16,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_on_containerd_1_6_then_uninstall_restores_byte_for_byte() -> Result<()> {
-    let mut opts = ContainerdOptions::with_policy(&builtin_policy())
+    let mut opts = ContainerdOptions::with_policy(builtin_policy())
         .default_runtime("runc")
         .handler(RuntimeHandler::runc("runc"));
     opts.router_handler = false;
@@ -166,7 +166,7 @@ async fn install_on_containerd_2_x_config_version_3_then_uninstall_restores_byte
         );
         return Ok(());
     }
-    let mut opts = ContainerdOptions::with_policy(&builtin_policy())
+    let mut opts = ContainerdOptions::with_policy(builtin_policy())
         .default_runtime("runc")
         .handler(RuntimeHandler::runc("runc"));
     opts.router_handler = false;
