@@ -248,15 +248,17 @@ fn install_and_uninstall_a_containerd_2_node() {
     }
     let marker = d.path().join("restarted");
     let restart = format!("echo restarted >> {}", marker.display());
-    let (code, out, err) = routerctl(&[
+    let (root_arg, bins_arg) = (s(&root), s(&bins));
+    let install = [
         "install",
         "--host-root",
-        &s(&root),
+        &root_arg,
         "--from",
-        &s(&bins),
+        &bins_arg,
         "--restart-command",
         &restart,
-    ]);
+    ];
+    let (code, out, err) = routerctl(&install);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("config version 3"), "{out}");
     let installed = String::from_utf8_lossy(&read(&cfg)).into_owned();
@@ -281,15 +283,7 @@ fn install_and_uninstall_a_containerd_2_node() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("every pod goes through the router"), "{out}");
     // running it again changes nothing and does not restart containerd
-    let (code, out, err) = routerctl(&[
-        "install",
-        "--host-root",
-        &s(&root),
-        "--from",
-        &s(&bins),
-        "--restart-command",
-        &restart,
-    ]);
+    let (code, out, err) = routerctl(&install);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("already registers the router"), "{out}");
     assert_eq!(String::from_utf8_lossy(&read(&cfg)), installed);

@@ -409,6 +409,20 @@ impl Containerd {
     pub fn shims(&self) -> Vec<ProcInfo> {
         procs::shims_of(&self.paths.socket)
     }
+    /// The pid of the router's pod daemon serving `pod_id` (a shim of this harness started
+    /// with `-id <pod_id>`).
+    pub fn daemon_of(&self, pod_id: &str) -> Result<i32> {
+        self.shims()
+            .into_iter()
+            .find(|p| {
+                p.cmdline
+                    .windows(2)
+                    .any(|w| w[0] == "-id" && w[1] == pod_id)
+            })
+            .map(|p| p.pid)
+            .ok_or_else(|| Error::Invalid(format!("no shim daemon for pod {pod_id}")))
+    }
+
     /// A pod spec whose container logs go to a fresh directory inside the harness.
     pub fn pod(&self, namespace: &str, name: &str) -> PodSpec {
         let spec = PodSpec::new(namespace, name);

@@ -218,6 +218,23 @@ pub async fn wait_dead_shim_cleanup(
     }
 }
 
+/// [`wait_dead_shim_cleanup`] as an error naming the bundles left, for callers that require the
+/// cleanup to finish (the pod and container of a killed shim, in the order kubelet removes them).
+pub async fn dead_shim_cleaned_up(
+    h: &crate::Containerd,
+    ns: &str,
+    ids: &[&str],
+    timeout: Duration,
+) -> crate::Result<()> {
+    let left = wait_dead_shim_cleanup(h, ns, ids, timeout).await;
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::Invalid(format!(
+        "containerd never finished the dead-shim cleanup of {left:?}"
+    )))
+}
+
 /// After a leak was reported: force-deletes, through the runtime that made it, the OCI runtime
 /// state this harness left in the router's roots (`runc`/`runsc --root R delete --force ID`),
 /// and removes its pid dirs, so one leaking test does not leave state for every later run.

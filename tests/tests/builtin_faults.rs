@@ -81,11 +81,7 @@ async fn removed_after_dead_shim(
     cid: &str,
     what: &str,
 ) -> Result<()> {
-    let left = leaks::wait_dead_shim_cleanup(h, K8S_NAMESPACE, &[cid, pod_id], LONG).await;
-    ensure!(
-        left.is_empty(),
-        "dead-shim cleanup never finished: {left:?}"
-    );
+    leaks::dead_shim_cleaned_up(h, K8S_NAMESPACE, &[cid, pod_id], LONG).await?;
     cri.remove_container(cid).await?;
     cri.stop_pod(pod_id).await?;
     cri.remove_pod(pod_id).await?;
@@ -101,19 +97,6 @@ fn assert_clean(h: &Containerd, after: &str) -> Result<()> {
         left.join("\n  ")
     );
     Ok(())
-}
-
-/// The pod daemon serving `pod_id` (a shim of this harness started with `-id <pod_id>`).
-fn daemon_of(h: &Containerd, pod_id: &str) -> Result<i32> {
-    h.shims()
-        .into_iter()
-        .find(|p| {
-            p.cmdline
-                .windows(2)
-                .any(|w| w[0] == "-id" && w[1] == pod_id)
-        })
-        .map(|p| p.pid)
-        .with_context(|| format!("no shim daemon for pod {pod_id}"))
 }
 
 async fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) -> Result<()> {
@@ -277,7 +260,7 @@ async fn daemon_killed_during_a_container_start() -> Result<()> {
         let pod = h.pod("kube-system", "killed-in-start");
         let cfg = pod.build();
         let pod_id = cri.run_pod(&cfg).await?;
-        let daemon = daemon_of(h, &pod_id)?;
+        let daemon = h.daemon_of(&pod_id)?;
         f.runc.set_rules(&["start stall 4 2"])?;
         let c = ContainerSpec::new("victim")
             .in_pod(&pod)
@@ -316,7 +299,7 @@ async fn runsc_daemon_killed_with_a_running_container() -> Result<()> {
         let pod = h.pod("tenant-a", "gvisor-killed");
         let cfg = pod.build();
         let pod_id = cri.run_pod(&cfg).await?;
-        let daemon = daemon_of(h, &pod_id)?;
+        let daemon = h.daemon_of(&pod_id)?;
         let c = ContainerSpec::new("victim")
             .in_pod(&pod)
             .shell("echo up; exec sleep 3600");

@@ -191,35 +191,28 @@ fn router_daemons_of(h: &Containerd) -> Vec<procs::ProcInfo> {
         .collect()
 }
 
+/// `ctr run --rm` through the router with the busybox image: `id` and the command follow.
+fn rm_args<'a>(rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.router.v2",
+        router_integration::BUSYBOX_IMAGE,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctr_run_rm_and_failed_start_leave_nothing() -> Result<()> {
     with_harness(|h| async move {
         h.import_images("default").await?;
         let ctr = h.ctr("default").with_timeout(LONG);
-        let out = ctr.run(&[
-            "run",
-            "--rm",
-            "--runtime",
-            "io.containerd.router.v2",
-            router_integration::BUSYBOX_IMAGE,
-            "builtin-ctr-run",
-            "sh",
-            "-c",
-            "echo via-ctr",
-        ])?;
+        let out = ctr.run(&rm_args(&["builtin-ctr-run", "sh", "-c", "echo via-ctr"]))?;
         ensure!(out.contains("via-ctr"), "ctr run output {out:?}");
         // A non-zero exit is passed through by `ctr run`.
-        let o = ctr.run_unchecked(&[
-            "run",
-            "--rm",
-            "--runtime",
-            "io.containerd.router.v2",
-            router_integration::BUSYBOX_IMAGE,
-            "builtin-ctr-exit",
-            "sh",
-            "-c",
-            "exit 3",
-        ])?;
+        let o = ctr.run_unchecked(&rm_args(&["builtin-ctr-exit", "sh", "-c", "exit 3"]))?;
         ensure!(o.status.code() == Some(3), "ctr run exit {:?}", o.status);
         // Stdin through the FIFO: its end (ctr closes it and sends CloseIO) ends `cat`.
         let ctr_cmd = h.ctr("default").command();
@@ -227,15 +220,7 @@ async fn ctr_run_rm_and_failed_start_leave_nothing() -> Result<()> {
         cmd.args(["-c", "printf 'piped-in\\n' | timeout 120 \"$@\"", "sh"])
             .arg(ctr_cmd.get_program())
             .args(ctr_cmd.get_args())
-            .args([
-                "run",
-                "--rm",
-                "--runtime",
-                "io.containerd.router.v2",
-                router_integration::BUSYBOX_IMAGE,
-                "builtin-ctr-stdin",
-                "cat",
-            ]);
+            .args(rm_args(&["builtin-ctr-stdin", "cat"]));
         let out = tokio::task::spawn_blocking(move || {
             router_integration::command::run_unchecked(&mut cmd, LONG + Duration::from_secs(30))
         })
@@ -248,15 +233,7 @@ async fn ctr_run_rm_and_failed_start_leave_nothing() -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
         // A process that cannot be started: the task fails, nothing is left.
-        let o = ctr.run_unchecked(&[
-            "run",
-            "--rm",
-            "--runtime",
-            "io.containerd.router.v2",
-            router_integration::BUSYBOX_IMAGE,
-            "builtin-ctr-bad",
-            "/no/such/binary",
-        ])?;
+        let o = ctr.run_unchecked(&rm_args(&["builtin-ctr-bad", "/no/such/binary"]))?;
         ensure!(!o.status.success(), "starting /no/such/binary succeeded");
         let err = String::from_utf8_lossy(&o.stderr);
         ensure!(

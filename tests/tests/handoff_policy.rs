@@ -43,6 +43,13 @@ async fn fixed_policy_applies_to_next_pod(fx: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// Makes `broken` the live policy; returns `PATH:LINE:`, what each refusal must name.
+fn set_broken_policy(fx: &Fixture, broken: &str, line: usize) -> Result<String> {
+    fx.h.set_policy(broken)?;
+    let path = fx.h.policy_path().context("policy path")?;
+    Ok(format!("{}:{line}:", path.display()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_policy_refuses_every_pod_with_file_line_and_field() -> Result<()> {
     with_fresh(ContainerdOptions::default(), |fx| async move {
@@ -59,13 +66,7 @@ async fn invalid_policy_refuses_every_pod_with_file_line_and_field() -> Result<(
             .position(|l| l.contains("\"runc2\""))
             .context("broken line")?
             + 1;
-        fx.h.set_policy(&broken)?;
-        let path =
-            fx.h.policy_path()
-                .context("policy path")?
-                .to_string_lossy()
-                .into_owned();
-        let at = format!("{path}:{line}:");
+        let at = set_broken_policy(&fx, &broken, line)?;
         expect_every_pod_refused(
             &fx,
             &[
@@ -109,13 +110,7 @@ async fn unparsable_policy_refuses_every_pod_with_file_and_line() -> Result<()> 
         lines.insert(audit_at + 1, "default_tenant = = \"oops\"".into());
         let broken = lines.join("\n");
         let line = audit_at + 2;
-        fx.h.set_policy(&broken)?;
-        let path =
-            fx.h.policy_path()
-                .context("policy path")?
-                .to_string_lossy()
-                .into_owned();
-        let at = format!("{path}:{line}:");
+        let at = set_broken_policy(&fx, &broken, line)?;
         expect_every_pod_refused(&fx, &["runtime-router refused", &at]).await?;
         let n = fx
             .audit()?

@@ -168,28 +168,6 @@ impl Drop for Proc {
     }
 }
 
-/// Every line of an audit log, parsed.
-pub fn audit_lines(path: &Path) -> Result<Vec<Value>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).context("read audit log"),
-    };
-    text.lines()
-        .map(|l| serde_json::from_str(l).with_context(|| format!("audit line {l:?}")))
-        .collect()
-}
-
-/// The decision record of a CRI task.
-pub fn record(h: &Containerd, id: &str) -> Result<Value> {
-    let path = h
-        .bundle_dir(router_integration::K8S_NAMESPACE, id)
-        .join("router-decision.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
-}
-
 /// The label set of a decision, as `outcome=..,role=..,tenant=..,backend=..,rule=..`, from an
 /// audit line or a Prometheus sample's `metric` object (both have the five keys).
 pub fn decision_key(labels: &Value) -> String {

@@ -176,14 +176,7 @@ impl Fixture {
 
     /// Every audit line so far.
     pub fn audit(&self) -> Result<Vec<Value>> {
-        let text = match std::fs::read_to_string(self.audit_path()) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e).context("read audit log"),
-        };
-        text.lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("audit line {l:?}")))
-            .collect()
+        super::audit_lines(&self.audit_path())
     }
 
     /// Audit lines about the pod with this uid.
@@ -197,13 +190,7 @@ impl Fixture {
 
     /// The decision record of a task in the CRI namespace.
     pub fn record(&self, id: &str) -> Result<Value> {
-        let path = self
-            .h
-            .bundle_dir(router_integration::K8S_NAMESPACE, id)
-            .join("router-decision.json");
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
+        super::record(&self.h, id)
     }
 
     /// Path of the Kata stand-in binary of this harness.

@@ -12,7 +12,9 @@ pub mod builtin;
 pub mod cluster;
 pub mod handoff;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -89,4 +91,26 @@ pub async fn daemon_and_process_gone(daemon: i32, c_pid: i32) -> Result<()> {
     );
     ensure!(!procs::alive(c_pid), "container process {c_pid} survived");
     Ok(())
+}
+
+/// Every line of an audit log, parsed.
+pub fn audit_lines(path: &Path) -> Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).context("read audit log"),
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("audit line {l:?}")))
+        .collect()
+}
+
+/// The decision record of a CRI task.
+pub fn record(h: &Containerd, id: &str) -> Result<Value> {
+    let path = h
+        .bundle_dir(router_integration::K8S_NAMESPACE, id)
+        .join("router-decision.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
 }
