@@ -552,3 +552,91 @@ fn the_docs_table_matches_the_code() {
         assert!(doc.contains(&format!("`{s}`")), "docs lack safe sysctl {s}");
     }
 }
+
+mod props {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    const ALL_CAPS: [&str; 41] = {
+        let mut all = [""; 41];
+        let mut i = 0;
+        while i < crate::BASE_CAPABILITIES.len() {
+            all[i] = crate::BASE_CAPABILITIES[i];
+            i += 1;
+        }
+        all[38] = "CAP_PERFMON";
+        all[39] = "CAP_BPF";
+        all[40] = "CAP_CHECKPOINT_RESTORE";
+        all
+    };
+
+    fn restricted_outcome(spec: &Value) -> Result<Decision, Refusal> {
+        decide(&policy(), "pss-strict", spec, false)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+        /// A sysctl key is let through exactly when it names a safe sysctl (with `/` or `.`).
+        #[test]
+        fn sysctls_pass_only_from_the_safe_set(
+            key in prop_oneof![
+                proptest::sample::select(SAFE_SYSCTLS.to_vec()).prop_map(str::to_string),
+                proptest::sample::select(SAFE_SYSCTLS.to_vec()).prop_map(|k| k.replace('.', "/")),
+                "[a-z]{1,8}(\\.[a-z_]{1,12}){1,3}",
+            ],
+        ) {
+            let mut spec = restricted_container("pss-strict");
+            spec["linux"]["sysctl"] = json!({ key.clone(): "1" });
+            let safe = SAFE_SYSCTLS.contains(&key.replace('/', ".").as_str());
+            match restricted_outcome(&spec) {
+                Ok(_) => prop_assert!(safe, "{key} passed"),
+                Err(r) => {
+                    prop_assert!(!safe, "{key} refused: {r}");
+                    prop_assert_eq!(r.field, format!("linux.sysctl[{key}]"));
+                }
+            }
+        }
+
+        /// Under restricted, any capability set passes exactly when it holds nothing but
+        /// NET_BIND_SERVICE, in whichever set it is.
+        #[test]
+        fn restricted_capabilities_hold_net_bind_service_at_most(
+            caps in proptest::sample::subsequence(ALL_CAPS.to_vec(), 0..4),
+            set in proptest::sample::select(vec!["bounding", "effective", "permitted", "inheritable", "ambient"]),
+        ) {
+            let mut spec = restricted_container("pss-strict");
+            spec["process"]["capabilities"][set] = json!(caps);
+            let ok = caps.iter().all(|c| *c == "CAP_NET_BIND_SERVICE");
+            let got = restricted_outcome(&spec);
+            prop_assert_eq!(got.is_ok(), ok, "{:?} in {}: {:?}", caps, set, got);
+        }
+
+        /// Under restricted, the uid passes exactly when it is not 0.
+        #[test]
+        fn restricted_refuses_uid_zero_only(uid in prop_oneof![Just(0u32), any::<u32>()]) {
+            let mut spec = restricted_container("pss-strict");
+            spec["process"]["user"]["uid"] = json!(uid);
+            let got = restricted_outcome(&spec);
+            prop_assert_eq!(got.is_ok(), uid != 0, "{:?}", got);
+        }
+
+        /// A seccomp filter passes exactly when some action (default or rule) refuses.
+        #[test]
+        fn seccomp_passes_only_a_filter_that_refuses(
+            default in proptest::sample::select(vec!["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", ""]),
+            rules in proptest::collection::vec(
+                proptest::sample::select(vec!["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"]), 0..4),
+        ) {
+            let mut spec = restricted_container("pss-strict");
+            let syscalls: Vec<Value> = rules.iter().map(|a| json!({"names": ["read"], "action": a})).collect();
+            spec["linux"]["seccomp"] = json!({"defaultAction": default, "syscalls": syscalls});
+            let permissive = |a: &str| a.is_empty() || a == "SCMP_ACT_ALLOW" || a == "SCMP_ACT_LOG";
+            let refuses = !permissive(default) || rules.iter().any(|a| !permissive(a));
+            let got = restricted_outcome(&spec);
+            prop_assert_eq!(got.is_ok(), refuses, "{} {:?}: {:?}", default, rules, got);
+        }
+    }
+}
