@@ -50,6 +50,9 @@ pub enum Command {
     /// Print the audit log's decisions as Prometheus metrics; with --listen, serve /metrics and
     /// follow the log as it grows and is rotated.
     Metrics(MetricsArgs),
+    /// List the pods this node runs through the router, from its decision records: Kubernetes
+    /// namespace, pod, tenant, backend, tier and age.
+    Pods(PodsArgs),
     /// (DaemonSet) copy the binaries under the host root, register the router as containerd's
     /// default handler (config version 2 or 3, the rest of the file kept), optionally restart
     /// containerd.
@@ -126,6 +129,17 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = positive)]
         interval_ms: u64,
     },
+}
+
+/// `routerctl pods` arguments.
+#[derive(Debug, Default, Args)]
+pub struct PodsArgs {
+    /// The router's state dir (default: $RUNTIME_ROUTER_STATE_DIR or /run/runtime-router).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// `table` (default) or `json`.
+    #[arg(short = 'o', long, value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
 }
 
 /// `routerctl node-features` arguments.

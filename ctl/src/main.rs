@@ -4,7 +4,8 @@
 //! backends, the isolation tiers this host can offer and, given containerd's config, the runtime
 //! handlers that bypass the router. `routerctl explain ...` prints the decision for a pod without
 //! running anything. `policy apply|watch` rolls a policy out (validated first, atomic replace),
-//! `node-features` prints Node Feature Discovery tier labels, `metrics` exposes the audit log's
+//! `node-features` prints Node Feature Discovery tier labels, `pods` lists the pods the router
+//! serves (from its decision records), `metrics` exposes the audit log's
 //! decisions to Prometheus, `install`/`uninstall` set a node up (the DaemonSet runs them),
 //! `completions SHELL` prints a completion script. Exit codes: 0 fine, 1 policy error / refusal /
 //! bypass, 2 usage error. Its own crate: it depends on the policy (`router-config`) and the
@@ -29,6 +30,7 @@ mod files;
 mod host;
 mod install;
 mod metrics;
+mod pods;
 mod policy;
 
 use std::process::ExitCode;
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
             a.listen.as_deref(),
             std::time::Duration::from_millis(a.interval_ms),
         ),
+        Command::Pods(a) => pods::run(a.state_dir.as_deref(), a.output == "json"),
         Command::Install(a) => install::install(&a.into()),
         Command::Uninstall(a) => install::uninstall(&a.into()),
         Command::Completions { shell } => {

@@ -1,0 +1,225 @@
+//! `routerctl pods`: the pods this node runs through the router, read from the router's decision
+//! records (`<state>/records/<containerd>/<namespace>/<id>.json`, the root-only copies the shim
+//! writes at each `start` and removes at `delete`): one row per pod sandbox with its Kubernetes
+//! namespace and name, tenant, backend, tier and age; `--output json` for scripts. Records are
+//! read the way every other file is (`files`: bounded, never a FIFO or a link); one that cannot be
+//! read or parsed is reported on stderr and makes the exit code 1, the others are still listed.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::files;
+
+/// The router's state dir, as the shim finds it.
+const STATE_DIR_ENV: &str = "RUNTIME_ROUTER_STATE_DIR";
+const DEFAULT_STATE_DIR: &str = "/run/runtime-router";
+/// A record is a few KiB; anything larger is not one.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// One pod, as printed.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct PodRow {
+    pub k8s_namespace: String,
+    pub pod: String,
+    pub tenant: String,
+    pub backend: String,
+    pub tier: String,
+    /// Seconds since the decision (the record's modification time).
+    pub age_seconds: u64,
+    pub sandbox_id: String,
+    pub containerd_namespace: String,
+    pub decided_at: String,
+}
+
+/// The state dir: `explicit`, else `$RUNTIME_ROUTER_STATE_DIR`, else the default.
+pub fn state_dir(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(STATE_DIR_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or("-").to_string()
+}
+
+/// The row of one sandbox record, `None` for a container's.
+fn row(record: &Value, age_seconds: u64) -> Option<PodRow> {
+    if record["role"].as_str() != Some("sandbox") {
+        return None;
+    }
+    Some(PodRow {
+        k8s_namespace: text(record, "k8s_namespace"),
+        pod: text(record, "pod_name"),
+        tenant: text(record, "tenant"),
+        backend: text(record, "backend"),
+        tier: text(record, "isolation"),
+        age_seconds,
+        sandbox_id: text(record, "sandbox_id"),
+        containerd_namespace: text(record, "namespace"),
+        decided_at: text(record, "decided_at"),
+    })
+}
+
+fn dirs(path: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(path)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Every pod of the records under `state`, and the problems met (one line each).
+pub fn collect(state: &Path, now: SystemTime) -> (Vec<PodRow>, Vec<String>) {
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for containerd in dirs(&state.join("records")) {
+        for ns in dirs(&containerd) {
+            for file in dirs(&ns) {
+                if file.extension().and_then(|e| e.to_str()) != Some("json") {
+                    continue;
+                }
+                let parsed = files::read_bytes(&file, MAX_RECORD_BYTES).and_then(|b| {
+                    serde_json::from_slice::<Value>(&b).map_err(|e| format!("not a record: {e}"))
+                });
+                let record = match parsed {
+                    Ok(v) => v,
+                    Err(e) => {
+                        problems.push(format!("{}: {e}", file.display()));
+                        continue;
+                    }
+                };
+                let age = std::fs::symlink_metadata(&file)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map_or(0, |d| d.as_secs());
+                rows.extend(row(&record, age));
+            }
+        }
+    }
+    rows.sort_by(|a, b| (&a.k8s_namespace, &a.pod).cmp(&(&b.k8s_namespace, &b.pod)));
+    (rows, problems)
+}
+
+/// `5s`, `3m`, `2h`, `4d`, as kubectl prints ages.
+fn age(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+pub fn run(state: Option<&Path>, json: bool) -> u8 {
+    let state = state_dir(state);
+    let (rows, problems) = collect(&state, SystemTime::now());
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    if json {
+        match serde_json::to_string_pretty(&rows) {
+            Ok(text) => out!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        }
+    } else if rows.is_empty() {
+        out!("no pods in {}", state.join("records").display());
+    } else {
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.k8s_namespace.clone(),
+                    r.pod.clone(),
+                    r.tenant.clone(),
+                    r.backend.clone(),
+                    r.tier.clone(),
+                    age(r.age_seconds),
+                ]
+            })
+            .collect();
+        crate::check::print_table(
+            &["NAMESPACE", "POD", "TENANT", "BACKEND", "TIER", "AGE"],
+            &table,
+        );
+    }
+    u8::from(!problems.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn sandboxes_listed_containers_skipped_bad_records_reported() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ns = d.path().join("records/0123456789abcdef/k8s.io");
+        let rec = |id: &str, role: &str, ns: &str, pod: &str, iso: &str| {
+            format!(
+                r#"{{"version":1,"id":"{id}","namespace":"k8s.io","role":"{role}","sandbox_id":"{id}","tenant":"t-{ns}","backend":"b-{iso}","isolation":"{iso}","rule":"r","policy_digest":"","policy_source":"","k8s_namespace":"{ns}","pod_name":"{pod}","decided_at":"2026-12-06T00:00:00Z"}}"#
+            )
+        };
+        write(
+            &ns.join("s2.json"),
+            &rec("s2", "sandbox", "web", "shop", "vm"),
+        );
+        write(
+            &ns.join("s1.json"),
+            &rec("s1", "sandbox", "kube-system", "dns", "container"),
+        );
+        write(
+            &ns.join("c1.json"),
+            &rec("c1", "container", "web", "shop", "vm"),
+        );
+        write(&ns.join("s1.binds"), "/x\n");
+        write(&ns.join("bad.json"), "{not json");
+        let later = SystemTime::now() + std::time::Duration::from_secs(3600);
+        let (rows, problems) = collect(d.path(), later);
+        let names: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.k8s_namespace.as_str(), r.pod.as_str(), r.tier.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("kube-system", "dns", "container"), ("web", "shop", "vm")]
+        );
+        assert!(
+            rows.iter().all(|r| (3595..=3605).contains(&r.age_seconds)),
+            "{rows:?}"
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("bad.json") && problems[0].contains("not a record"));
+        // nothing there: no rows, no problems
+        let (rows, problems) = collect(&d.path().join("nowhere"), later);
+        assert!(rows.is_empty() && problems.is_empty());
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let cases = [
+            (5, "5s"),
+            (119, "119s"),
+            (120, "2m"),
+            (7199, "119m"),
+            (7200, "2h"),
+            (172_800, "2d"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(age(s), want);
+        }
+    }
+}
