@@ -22,7 +22,16 @@ pub fn read_text(path: &Path, limit: u64) -> Result<Option<String>, String> {
 
 /// The bytes of `path` (which must exist).
 pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    match safefile::read_limited(path, limit, true) {
+    bytes(path, limit, true)
+}
+
+/// The bytes of `path` (which must exist), never read through a symlink (the router's own state).
+pub fn read_bytes_no_follow(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    bytes(path, limit, false)
+}
+
+fn bytes(path: &Path, limit: u64, follow_symlinks: bool) -> Result<Vec<u8>, String> {
+    match safefile::read_limited(path, limit, follow_symlinks) {
         Ok(Some(bytes)) => Ok(bytes),
         Ok(None) => Err("No such file or directory".to_string()),
         Err(e) => Err(e.to_string()),

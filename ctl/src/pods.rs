@@ -2,8 +2,10 @@
 //! records (`<state>/records/<containerd>/<namespace>/<id>.json`, the root-only copies the shim
 //! writes at each `start` and removes at `delete`): one row per pod sandbox with its Kubernetes
 //! namespace and name, tenant, backend, tier and age; `--output json` for scripts. Records are
-//! read the way every other file is (`files`: bounded, never a FIFO or a link); one that cannot be
-//! read or parsed is reported on stderr and makes the exit code 1, the others are still listed.
+//! read as the shim reads them (`files`, on `safefile`: bounded, never a FIFO, never through a link). A
+//! directory that cannot be listed, a record that cannot be read or parsed, or one whose role is
+//! neither `sandbox` nor `container` is reported on stderr and makes the exit code 1; the others
+//! are still listed.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -46,12 +48,14 @@ fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or("-").to_string()
 }
 
-/// The row of one sandbox record, `None` for a container's.
-fn row(record: &Value, age_seconds: u64) -> Option<PodRow> {
-    if record["role"].as_str() != Some("sandbox") {
-        return None;
+/// The row of one sandbox record, `Ok(None)` for a container's, an error for anything else.
+fn row(record: &Value, age_seconds: u64) -> Result<Option<PodRow>, String> {
+    match record["role"].as_str() {
+        Some("sandbox") => {}
+        Some("container") => return Ok(None),
+        other => return Err(format!("not a record: role {other:?}")),
     }
-    Some(PodRow {
+    Ok(Some(PodRow {
         k8s_namespace: text(record, "k8s_namespace"),
         pod: text(record, "pod_name"),
         tenant: text(record, "tenant"),
@@ -61,43 +65,57 @@ fn row(record: &Value, age_seconds: u64) -> Option<PodRow> {
         sandbox_id: text(record, "sandbox_id"),
         containerd_namespace: text(record, "namespace"),
         decided_at: text(record, "decided_at"),
-    })
+    }))
 }
 
-fn dirs(path: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(path)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
+/// The entries of `path`, sorted; none when it does not exist; a directory that exists but cannot
+/// be listed (run as non-root, say) is a problem, not an empty node.
+fn dirs(path: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
+    let rd = match std::fs::read_dir(path) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            problems.push(format!("{}: {e}", path.display()));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        match entry {
+            Ok(e) => out.push(e.path()),
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
     out.sort();
     out
+}
+
+/// One record file, parsed.
+fn read_record(file: &Path) -> Result<Value, String> {
+    let bytes = files::read_bytes_no_follow(file, MAX_RECORD_BYTES)?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("not a record: {e}"))
 }
 
 /// Every pod of the records under `state`, and the problems met (one line each).
 pub fn collect(state: &Path, now: SystemTime) -> (Vec<PodRow>, Vec<String>) {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for containerd in dirs(&state.join("records")) {
-        for ns in dirs(&containerd) {
-            for file in dirs(&ns) {
+    for containerd in dirs(&state.join("records"), &mut problems) {
+        for ns in dirs(&containerd, &mut problems) {
+            for file in dirs(&ns, &mut problems) {
+                // beside each sandbox's record: its pod's bind sources (`<id>.binds`)
                 if file.extension().and_then(|e| e.to_str()) != Some("json") {
                     continue;
                 }
-                let parsed = files::read_bytes(&file, MAX_RECORD_BYTES).and_then(|b| {
-                    serde_json::from_slice::<Value>(&b).map_err(|e| format!("not a record: {e}"))
-                });
-                let record = match parsed {
-                    Ok(v) => v,
-                    Err(e) => {
-                        problems.push(format!("{}: {e}", file.display()));
-                        continue;
-                    }
-                };
                 let age = std::fs::symlink_metadata(&file)
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| now.duration_since(t).ok())
                     .map_or(0, |d| d.as_secs());
-                rows.extend(row(&record, age));
+                match read_record(&file).and_then(|r| row(&r, age)) {
+                    Ok(r) => rows.extend(r),
+                    Err(e) => problems.push(format!("{}: {e}", file.display())),
+                }
             }
         }
     }
@@ -187,6 +205,9 @@ mod tests {
         );
         write(&ns.join("s1.binds"), "/x\n");
         write(&ns.join("bad.json"), "{not json");
+        write(&ns.join("odd.json"), r#"{"role":"relay"}"#);
+        std::os::unix::fs::symlink(ns.join("s1.json"), ns.join("link.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
         let later = SystemTime::now() + std::time::Duration::from_secs(3600);
         let (rows, problems) = collect(d.path(), later);
         let names: Vec<(&str, &str, &str)> = rows
@@ -201,8 +222,14 @@ mod tests {
             rows.iter().all(|r| (3595..=3605).contains(&r.age_seconds)),
             "{rows:?}"
         );
-        assert_eq!(problems.len(), 1, "{problems:?}");
+        // a bad record, a role that is neither, and a link: each named, none listed
+        assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("bad.json") && problems[0].contains("not a record"));
+        assert!(problems[1].contains("link.json"), "{problems:?}");
+        assert!(
+            problems[2].contains("odd.json") && problems[2].contains("role"),
+            "{problems:?}"
+        );
         // nothing there: no rows, no problems
         let (rows, problems) = collect(&d.path().join("nowhere"), later);
         assert!(rows.is_empty() && problems.is_empty());
