@@ -22,7 +22,8 @@ fn is_executable(p: &Path) -> bool {
 /// Whether this host's kernel enforces AppArmor (as the shim reads it at `start`): then a task
 /// without a profile runs unconfined.
 pub fn apparmor_enabled() -> bool {
-    std::fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.first() == Some(&b'Y'))
+    use router_core::podsecurity::{apparmor_enabled_from, APPARMOR_ENABLED_PATH};
+    std::fs::read(APPARMOR_ENABLED_PATH).is_ok_and(|b| apparmor_enabled_from(&b))
 }
 
 /// One line per tier: whether the host can offer it, and why.

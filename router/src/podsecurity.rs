@@ -66,6 +66,15 @@ pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
+/// Where the kernel says whether it enforces AppArmor (`Y`/`N`; absent without the module). Read at
+/// the edge (`start`, `routerctl explain`) into `HostFacts::apparmor_enabled`.
+pub const APPARMOR_ENABLED_PATH: &str = "/sys/module/apparmor/parameters/enabled";
+
+/// What the kernel's AppArmor switch file holds means "enforced".
+pub fn apparmor_enabled_from(contents: &[u8]) -> bool {
+    contents.first() == Some(&b'Y')
+}
+
 /// The control of the Standards a deny rule enforces, as the Standards' page names it.
 pub fn control(rule: DenyRule) -> &'static str {
     match rule {

@@ -29,12 +29,15 @@ const TASKS_DIR: &str = "io.containerd.runtime.v2.task";
 /// Largest containerd config read for its `root` and `state`.
 const MAX_CONTAINERD_CONFIG: u64 = 1 << 20;
 
-/// Where the kernel says whether it enforces AppArmor (`Y`/`N`; absent without the module).
-pub const APPARMOR_ENABLED: &str = "/sys/module/apparmor/parameters/enabled";
-
-/// Whether this host's kernel enforces AppArmor: then a task without a profile runs unconfined.
-pub fn apparmor_enabled() -> bool {
-    std::fs::read(APPARMOR_ENABLED).is_ok_and(|b| b.first() == Some(&b'Y'))
+/// Whether this host's kernel enforces AppArmor (then a task without a profile runs
+/// unconfined); read only when some tenant of the policy enforces the `apparmor` rule.
+fn apparmor_enabled(policy: &Policy) -> bool {
+    use router_core::podsecurity::{apparmor_enabled_from, APPARMOR_ENABLED_PATH};
+    policy
+        .tenants
+        .values()
+        .any(|t| t.denies(router_config::DenyRule::Apparmor))
+        && std::fs::read(APPARMOR_ENABLED_PATH).is_ok_and(|b| apparmor_enabled_from(&b))
 }
 
 /// The host facts of one task; `pod_sources` are the bind sources earlier tasks of its pod
@@ -48,7 +51,7 @@ pub fn gather(
 ) -> HostFacts {
     let mut facts = HostFacts {
         protected: protected(policy, args, bundle),
-        apparmor_enabled: apparmor_enabled(),
+        apparmor_enabled: apparmor_enabled(policy),
         ..HostFacts::default()
     };
     let ids = PodIds {

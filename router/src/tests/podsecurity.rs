@@ -457,6 +457,16 @@ fn sandboxes_and_tasks_without_cri() {
     assert_eq!(r.rule, "deny:run-as-root");
 }
 
+/// The kernel's AppArmor switch: only `Y` means enforced.
+#[test]
+fn apparmor_switch_reads_y_only() {
+    use crate::podsecurity::apparmor_enabled_from;
+    assert!(apparmor_enabled_from(b"Y\n"));
+    for off in [&b"N\n"[..], b"", b"y", b"\nY"] {
+        assert!(!apparmor_enabled_from(off), "{off:?}");
+    }
+}
+
 /// Every rule a level enforces has a refused case and a passing twin at that level.
 #[test]
 fn every_level_rule_is_tested() {
