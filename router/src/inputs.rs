@@ -147,7 +147,7 @@ pub struct SecurityInputs {
 pub struct SeccompInputs {
     /// `linux.seccomp.defaultAction`, as written.
     pub default_action: String,
-    /// Some action (the default or a rule's) neither allows nor only logs.
+    /// Some action (the default or a rule's) is one of `REFUSING_SECCOMP_ACTIONS`.
     pub refuses_something: bool,
 }
 
@@ -542,8 +542,18 @@ impl LightSpec {
     }
 }
 
-/// Seccomp actions that refuse nothing.
-const PERMISSIVE_SECCOMP_ACTIONS: [&str; 2] = ["SCMP_ACT_ALLOW", "SCMP_ACT_LOG"];
+/// Seccomp actions that refuse a call (the OCI runtime spec's list, but `SCMP_ACT_ALLOW` and
+/// `SCMP_ACT_LOG`). Any other string, empty or unknown, counts as refusing nothing: an action
+/// the router cannot classify never makes a filter pass.
+const REFUSING_SECCOMP_ACTIONS: [&str; 7] = [
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_NOTIFY",
+];
 
 fn security_inputs(
     process: Option<&LightProcess>,
@@ -552,8 +562,7 @@ fn security_inputs(
 ) -> SecurityInputs {
     let text = |v: Option<&String>| v.cloned().unwrap_or_default();
     let seccomp = linux.and_then(|l| l.seccomp.as_ref()).map(|s| {
-        // an empty action is no valid filter: it counts as refusing nothing
-        let refuses = |a: &str| !a.is_empty() && !PERMISSIVE_SECCOMP_ACTIONS.contains(&a);
+        let refuses = |a: &str| REFUSING_SECCOMP_ACTIONS.contains(&a);
         SeccompInputs {
             default_action: s.default_action.clone(),
             refuses_something: refuses(&s.default_action)

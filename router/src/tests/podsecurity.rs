@@ -240,6 +240,12 @@ fn cases() -> Vec<Case> {
                 Some((R::Seccomp, "linux.seccomp")),
             ),
             case(
+                "seccomp whose only refusing-looking action is unknown",
+                level,
+                |s| s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_WHATEVER"}),
+                Some((R::Seccomp, "linux.seccomp")),
+            ),
+            case(
                 "seccomp without a default action",
                 level,
                 |s| s["linux"]["seccomp"] = json!({"syscalls": []}),
@@ -636,15 +642,16 @@ mod props {
         /// A seccomp filter passes exactly when some action (default or rule) refuses.
         #[test]
         fn seccomp_passes_only_a_filter_that_refuses(
-            default in proptest::sample::select(vec!["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", ""]),
+            default in proptest::sample::select(vec!["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "", "SCMP_ACT_FUTURE"]),
             rules in proptest::collection::vec(
-                proptest::sample::select(vec!["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"]), 0..4),
+                proptest::sample::select(vec!["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "scmp_act_errno"]), 0..4),
         ) {
             let mut spec = restricted_container("pss-strict");
             let syscalls: Vec<Value> = rules.iter().map(|a| json!({"names": ["read"], "action": a})).collect();
             spec["linux"]["seccomp"] = json!({"defaultAction": default, "syscalls": syscalls});
-            let permissive = |a: &str| a.is_empty() || a == "SCMP_ACT_ALLOW" || a == "SCMP_ACT_LOG";
-            let refuses = !permissive(default) || rules.iter().any(|a| !permissive(a));
+            // only the spec's refusing actions count; empty, unknown or misspelt ones do not
+            let known = |a: &str| ["SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_TRACE"].contains(&a);
+            let refuses = known(default) || rules.iter().any(|a| known(a));
             let got = restricted_outcome(&spec);
             prop_assert_eq!(got.is_ok(), refuses, "{} {:?}: {:?}", default, rules, got);
         }
