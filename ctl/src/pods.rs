@@ -55,6 +55,19 @@ fn row(record: &Value, age_seconds: u64) -> Result<Option<PodRow>, String> {
         Some("container") => return Ok(None),
         other => return Err(format!("not a record: role {other:?}")),
     }
+    // what every sandbox record holds (a task without CRI has no Kubernetes namespace or name)
+    for key in [
+        "id",
+        "sandbox_id",
+        "namespace",
+        "tenant",
+        "backend",
+        "isolation",
+    ] {
+        if !record[key].is_string() {
+            return Err(format!("not a record: no `{key}`"));
+        }
+    }
     Ok(Some(PodRow {
         k8s_namespace: text(record, "k8s_namespace"),
         pod: text(record, "pod_name"),
@@ -206,6 +219,10 @@ mod tests {
         write(&ns.join("s1.binds"), "/x\n");
         write(&ns.join("bad.json"), "{not json");
         write(&ns.join("odd.json"), r#"{"role":"relay"}"#);
+        write(
+            &ns.join("part.json"),
+            r#"{"role":"sandbox","id":"p","tenant":"t"}"#,
+        );
         std::os::unix::fs::symlink(ns.join("s1.json"), ns.join("link.json"))
             .unwrap_or_else(|e| panic!("{e}"));
         let later = SystemTime::now() + std::time::Duration::from_secs(3600);
@@ -223,11 +240,15 @@ mod tests {
             "{rows:?}"
         );
         // a bad record, a role that is neither, and a link: each named, none listed
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].contains("bad.json") && problems[0].contains("not a record"));
         assert!(problems[1].contains("link.json"), "{problems:?}");
         assert!(
             problems[2].contains("odd.json") && problems[2].contains("role"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[3].contains("part.json") && problems[3].contains("no `sandbox_id`"),
             "{problems:?}"
         );
         // nothing there: no rows, no problems
