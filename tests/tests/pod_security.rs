@@ -254,32 +254,26 @@ async fn level_holds(fx: &Fixture, level: &str, tier: &str) -> Result<()> {
     remove_pod(fx, &cri, &pod_id).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn baseline_refuses_each_control_and_runs_its_twin_standin_and_builtin() -> Result<()> {
+/// `level` on the hand-off (stand-in) path, then on the built-in one, on a fresh harness.
+async fn level_on_both_paths(level: &'static str) -> Result<()> {
     with_fresh(ContainerdOptions::default(), |fx| async move {
         fx.h.set_policy(&pss_policy(&fx))?;
-        level_holds(&fx, "baseline", "vm")
+        level_holds(&fx, level, "vm")
             .await
             .context("hand-off (stand-in)")?;
-        level_holds(&fx, "baseline", "builtin")
-            .await
-            .context("built-in")
+        level_holds(&fx, level, "builtin").await.context("built-in")
     })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_refuses_each_control_and_runs_its_twin_standin_and_builtin() -> Result<()> {
+    level_on_both_paths("baseline").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restricted_refuses_each_control_and_runs_its_twin_standin_and_builtin() -> Result<()> {
-    with_fresh(ContainerdOptions::default(), |fx| async move {
-        fx.h.set_policy(&pss_policy(&fx))?;
-        level_holds(&fx, "restricted", "vm")
-            .await
-            .context("hand-off (stand-in)")?;
-        level_holds(&fx, "restricted", "builtin")
-            .await
-            .context("built-in")
-    })
-    .await
+    level_on_both_paths("restricted").await
 }
 
 /// A task spec for `ctr run --config`: containerd's default spec (`ctr oci spec`) with busybox
