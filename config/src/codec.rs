@@ -41,6 +41,8 @@ fn encode_into(w: &mut Writer, p: &Policy) {
             w.str(&a.to_string_lossy());
         }
     }
+    w.u64(p.audit_log_max_bytes);
+    w.u32(p.audit_log_keep);
     w.str(&p.default_tenant);
     w.strs(&p.allowed_host_paths);
     w.str(&p.digest);
@@ -106,6 +108,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
         1 => Some(PathBuf::from(r.str()?)),
         _ => return None,
     };
+    let audit_log_max_bytes = r.u64()?;
+    let audit_log_keep = r.u32()?;
     let default_tenant = r.name()?;
     let allowed_host_paths = r.texts()?;
     let digest = r.str()?;
@@ -174,6 +178,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
     Some(Policy {
         version,
         audit_log,
+        audit_log_max_bytes,
+        audit_log_keep,
         default_tenant,
         allowed_host_paths,
         backends,
@@ -225,6 +231,9 @@ impl Writer {
     fn u32(&mut self, v: u32) {
         self.structure.extend_from_slice(&v.to_le_bytes());
     }
+    fn u64(&mut self, v: u64) {
+        self.structure.extend_from_slice(&v.to_le_bytes());
+    }
     fn len(&mut self, n: usize) {
         put_len(&mut self.structure, n);
     }
@@ -262,6 +271,10 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Option<u32> {
         let s = self.take(4)?;
         Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let s: [u8; 8] = self.take(8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(s))
     }
     /// A count; bounded by the bytes left so a damaged entry cannot ask for a huge allocation.
     fn len(&mut self) -> Option<usize> {

@@ -24,9 +24,11 @@ pub use compact_str::CompactString;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
     Backend, BackendKind, DenyRule, Isolation, PodSecurity, Policy, PolicySource, Tenant,
+    DEFAULT_AUDIT_LOG_KEEP, DEFAULT_AUDIT_LOG_MAX_BYTES, MAX_AUDIT_LOG_KEEP,
 };
 pub use validate::{
-    DEFAULT_ALLOWED_HOST_PATHS, HOST_PATH_PLACEHOLDERS, RUNTIME_ANNOTATION_PREFIXES,
+    DEFAULT_ALLOWED_HOST_PATHS, HOST_PATH_PLACEHOLDERS, MIN_AUDIT_LOG_MAX_BYTES,
+    RUNTIME_ANNOTATION_PREFIXES,
 };
 
 /// Where the node policy lives unless `$RUNTIME_ROUTER_CONFIG` says otherwise.

@@ -302,11 +302,23 @@ impl fmt::Display for PolicySource {
     }
 }
 
+/// `audit_log_max_bytes` when the policy does not say.
+pub const DEFAULT_AUDIT_LOG_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// `audit_log_keep` when the policy does not say.
+pub const DEFAULT_AUDIT_LOG_KEEP: u32 = 4;
+/// The most rotated audit files a policy may keep.
+pub const MAX_AUDIT_LOG_KEEP: u32 = 100;
+
 /// A parsed and validated node policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub version: u32,
     pub audit_log: Option<PathBuf>,
+    /// Size at which the router rotates the audit log itself (`audit_log_max_bytes`); 0 leaves
+    /// rotation to someone else (logrotate).
+    pub audit_log_max_bytes: u64,
+    /// Rotated audit files kept (`<log>.1` … `<log>.N`, newest first).
+    pub audit_log_keep: u32,
     pub default_tenant: CompactString,
     pub allowed_host_paths: Vec<CompactString>,
     pub backends: BTreeMap<CompactString, Backend>,

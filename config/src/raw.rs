@@ -11,6 +11,8 @@ use toml_v1::Spanned;
 pub(crate) struct RawPolicy {
     pub version: Option<Spanned<i64>>,
     pub audit_log: Option<Spanned<String>>,
+    pub audit_log_max_bytes: Option<Spanned<i64>>,
+    pub audit_log_keep: Option<Spanned<i64>>,
     pub default_tenant: Option<Spanned<String>>,
     pub allowed_host_paths: Option<Vec<Spanned<String>>>,
     #[serde(default)]

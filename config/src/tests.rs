@@ -631,3 +631,56 @@ fn readme_policy_in_ten_lines_validates() {
         Some(PodSecurity::Baseline)
     );
 }
+
+#[test]
+fn audit_log_cap_keys() {
+    let pol = p(SPEC_EXAMPLE).unwrap();
+    assert_eq!(pol.audit_log_max_bytes, DEFAULT_AUDIT_LOG_MAX_BYTES);
+    assert_eq!(pol.audit_log_keep, DEFAULT_AUDIT_LOG_KEEP);
+    let set = SPEC_EXAMPLE.replacen(
+        "default_tenant =",
+        "audit_log_max_bytes = 65536\naudit_log_keep = 7\ndefault_tenant =",
+        1,
+    );
+    let pol = p(&set).unwrap();
+    assert_eq!((pol.audit_log_max_bytes, pol.audit_log_keep), (65536, 7));
+    assert_eq!(
+        codec::decode(&codec::encode(&pol)).map(|d| (d.audit_log_max_bytes, d.audit_log_keep)),
+        Some((65536, 7))
+    );
+    let off = SPEC_EXAMPLE.replacen(
+        "default_tenant =",
+        "audit_log_max_bytes = 0\ndefault_tenant =",
+        1,
+    );
+    assert_eq!(p(&off).unwrap().audit_log_max_bytes, 0);
+    // (with, field, message part)
+    let cases = [
+        (
+            "audit_log_max_bytes = 16",
+            "audit_log_max_bytes",
+            "at least 4096 bytes",
+        ),
+        (
+            "audit_log_max_bytes = -1",
+            "audit_log_max_bytes",
+            "is not 0",
+        ),
+        (
+            "audit_log_keep = 0",
+            "audit_log_keep",
+            "keep between 1 and 100",
+        ),
+        (
+            "audit_log_keep = 101",
+            "audit_log_keep",
+            "keep between 1 and 100",
+        ),
+    ];
+    for (with, field, part) in cases {
+        let d = mistake("default_tenant =", &format!("{with}\ndefault_tenant ="));
+        assert_eq!(d.field, field, "{with}");
+        assert_eq!(d.line, 3, "{with}");
+        assert!(d.message.contains(part), "{with}: {}", d.message);
+    }
+}

@@ -9,9 +9,13 @@ use crate::error::{line_col, ConfigError, Diagnostic};
 use crate::fieldpath::path_at;
 use crate::model::{
     Backend, BackendKind, DenyRule, Isolation, PodSecurity, Policy, PolicySource, Tenant,
+    DEFAULT_AUDIT_LOG_KEEP, DEFAULT_AUDIT_LOG_MAX_BYTES, MAX_AUDIT_LOG_KEEP,
 };
 use crate::pattern;
 use crate::raw::{RawBackend, RawPolicy, RawTenant};
+
+/// The smallest audit cap: a few lines, so a typo such as `16` is caught.
+pub const MIN_AUDIT_LOG_MAX_BYTES: i64 = 4096;
 
 /// `allowed_host_paths` when the key is absent: THIS pod's own dirs only (kubelet's volumes of
 /// the pod, containerd's hosts/hostname/resolv.conf and shm of its sandbox), never a whole state
@@ -121,6 +125,39 @@ fn build(cx: &mut Ctx<'_>, raw: RawPolicy, source: PolicySource) -> Option<Polic
         }
     });
 
+    let audit_log_max_bytes = match raw.audit_log_max_bytes {
+        None => DEFAULT_AUDIT_LOG_MAX_BYTES,
+        Some(v) if *v.get_ref() == 0 || *v.get_ref() >= MIN_AUDIT_LOG_MAX_BYTES => {
+            *v.get_ref() as u64
+        }
+        Some(v) => {
+            cx.err(
+                v.span().start,
+                "audit_log_max_bytes",
+                format!(
+                    "{} is not 0 (no rotation by the router) or at least {MIN_AUDIT_LOG_MAX_BYTES} bytes",
+                    v.get_ref()
+                ),
+            );
+            DEFAULT_AUDIT_LOG_MAX_BYTES
+        }
+    };
+    let audit_log_keep = match raw.audit_log_keep {
+        None => DEFAULT_AUDIT_LOG_KEEP,
+        Some(v) if (1..=i64::from(MAX_AUDIT_LOG_KEEP)).contains(v.get_ref()) => *v.get_ref() as u32,
+        Some(v) => {
+            cx.err(
+                v.span().start,
+                "audit_log_keep",
+                format!(
+                    "{} rotated files: keep between 1 and {MAX_AUDIT_LOG_KEEP}",
+                    v.get_ref()
+                ),
+            );
+            DEFAULT_AUDIT_LOG_KEEP
+        }
+    };
+
     let allowed_host_paths = match raw.allowed_host_paths {
         None => DEFAULT_ALLOWED_HOST_PATHS
             .iter()
@@ -186,6 +223,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawPolicy, source: PolicySource) -> Option<Polic
     Some(Policy {
         version,
         audit_log,
+        audit_log_max_bytes,
+        audit_log_keep,
         default_tenant: default_tenant.into(),
         allowed_host_paths: allowed_host_paths.into_iter().map(Into::into).collect(),
         backends,

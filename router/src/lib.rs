@@ -6,6 +6,7 @@ mod decision;
 pub mod hostpath;
 mod inputs;
 pub mod podsecurity;
+mod rulekind;
 pub mod rules;
 mod specflags;
 mod tenant;
@@ -15,6 +16,7 @@ pub use inputs::{
     inputs_from_config_json, inputs_from_spec, parse_spec, Finding, HostFacts, Inputs, MountInput,
     Protected, Role, SeccompInputs, SecurityInputs, SpecError,
 };
+pub use rulekind::{all_rule_kinds, rule_kind};
 pub use specflags::{
     BASELINE_CAPABILITIES, BASE_CAPABILITIES, RESTRICTED_CAPABILITIES, ROOT_EQUIVALENT_CAPABILITY,
 };

@@ -4,4 +4,5 @@ mod fixtures;
 mod floor;
 mod podsecurity;
 mod props;
+mod rulekind;
 mod table;

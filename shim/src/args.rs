@@ -48,6 +48,23 @@ pub struct ShimArgs {
     pub rest: Vec<String>,
     /// argv\[1..\] exactly as received, for a hand-off to another shim.
     pub raw: Vec<OsString>,
+    /// The runtime handler name containerd started this binary under: `<name>` of a binary
+    /// invoked as `containerd-shim-<name>-v2` (containerd's `io.containerd.<name>.v2`), `None`
+    /// when the binary was invoked by another name. Recorded and audited; never a grant.
+    pub handler: Option<String>,
+}
+
+/// `<name>` of `…/containerd-shim-<name>-v2`, the way containerd names a shim binary after its
+/// runtime type; `None` for any other file name.
+pub fn handler_from_argv0(argv0: &std::ffi::OsStr) -> Option<String> {
+    let file = std::path::Path::new(argv0).file_name()?.to_str()?;
+    let name = file.strip_prefix("containerd-shim-")?.strip_suffix("-v2")?;
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    ok.then(|| name.to_owned())
 }
 
 /// A command line that containerd would never send.
@@ -95,7 +112,11 @@ fn parse_bool(flag: &str, value: &str) -> Result<bool, ArgsError> {
 impl ShimArgs {
     /// Parse this process's own arguments.
     pub fn from_env() -> Result<Self, ArgsError> {
-        Self::parse(std::env::args_os().skip(1).collect())
+        let mut argv = std::env::args_os();
+        let handler = argv.next().as_deref().and_then(handler_from_argv0);
+        let mut out = Self::parse(argv.collect())?;
+        out.handler = handler;
+        Ok(out)
     }
 
     /// Parse argv\[1..\].
@@ -118,6 +139,7 @@ impl ShimArgs {
             version: false,
             info: false,
             action: Action::Daemon,
+            handler: None,
             rest: Vec::new(),
             raw,
         };
@@ -223,6 +245,30 @@ mod tests {
 
     fn p(v: &[&str]) -> Result<ShimArgs, ArgsError> {
         ShimArgs::parse(v.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn handler_is_the_name_containerd_gave_the_binary() {
+        let cases = [
+            ("/usr/local/bin/containerd-shim-router-v2", Some("router")),
+            ("containerd-shim-router-vm-v2", Some("router-vm")),
+            (
+                "/x/containerd-shim-router-sandbox-v2",
+                Some("router-sandbox"),
+            ),
+            ("/x/containerd-shim--v2", None),
+            ("/x/containerd-shim-router-v3", None),
+            ("/x/router", None),
+            ("/x/containerd-shim-a b-v2", None),
+            ("", None),
+        ];
+        for (argv0, want) in cases {
+            assert_eq!(
+                handler_from_argv0(std::ffi::OsStr::new(argv0)).as_deref(),
+                want,
+                "{argv0}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,14 @@
 //! The audit log (SPEC §4): one JSON line per decision or refusal, appended to the policy's
 //! `audit_log`. A failure to audit is returned to the caller, who logs it and carries on: it never
 //! blocks a correct decision and never produces a weaker one.
+//!
+//! The log is capped (`audit_log_max_bytes`, `audit_log_keep`): a line that would take the file
+//! past the cap first rotates it (`<log>.N-1` → `<log>.N` …, `<log>` → `<log>.1`, the oldest
+//! dropped) and then starts a new file. Every writer holds an exclusive `flock` on `<log>.lock`
+//! from before it looks at the size until its line is written, so with many `start`s at once a
+//! line is never written to a file another writer has just renamed, never split (one `write` of
+//! the whole line, O_APPEND) and never written twice. `routerctl metrics` takes the same lock,
+//! shared, while it opens the rotated files, so it sees each rotation whole.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -38,6 +46,9 @@ pub struct AuditEntry {
     pub tenant: Option<String>,
     pub backend: Option<String>,
     pub isolation: Option<String>,
+    /// The runtime handler containerd started the router under (`containerd-shim-<handler>-v2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
     /// The policy rule that chose the tenant/backend, or the rule that refused.
     pub rule: String,
     pub reasons: Vec<String>,
@@ -61,10 +72,63 @@ pub enum AuditError {
     Encode(serde_json::Error),
 }
 
+/// How big the log may grow and how many rotated files are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    /// 0: never rotate (someone else does, e.g. logrotate).
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+impl Default for Cap {
+    fn default() -> Self {
+        Cap {
+            max_bytes: router_config::DEFAULT_AUDIT_LOG_MAX_BYTES,
+            keep: router_config::DEFAULT_AUDIT_LOG_KEEP,
+        }
+    }
+}
+
+/// `<log>.lock`: the lock every writer and the metrics follower take around a rotation.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// `<log>.<n>`: the n-th newest rotated file.
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
+fn open_append(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Shifts `<log>.1..keep-1` up by one (the oldest is replaced) and renames `<log>` to `<log>.1`.
+/// Renames act on names: a symlink planted as a rotated name is moved, never followed.
+fn rotate(path: &Path, keep: u32) -> io::Result<()> {
+    for n in (1..keep).rev() {
+        match std::fs::rename(rotated_path(path, n), rotated_path(path, n + 1)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::rename(path, rotated_path(path, 1))
+}
+
 /// Append `entry` as one line to `path`, creating the parent directory (0750) and the file
-/// (0640). The file is opened without following a symlink and written in a single call so
-/// concurrent starts do not interleave lines.
-pub fn append(path: &Path, entry: &AuditEntry) -> Result<(), AuditError> {
+/// (0640), rotating first when the line would take the file past `cap` (module doc). The file
+/// is opened without following a symlink and written in a single call so concurrent starts do
+/// not interleave lines.
+pub fn append(path: &Path, cap: Cap, entry: &AuditEntry) -> Result<(), AuditError> {
     let mut line = serde_json::to_vec(entry).map_err(AuditError::Encode)?;
     line.push(b'\n');
     let io_err = |source| AuditError::Io {
@@ -80,13 +144,28 @@ pub fn append(path: &Path, entry: &AuditEntry) -> Result<(), AuditError> {
                 .map_err(io_err)?;
         }
     }
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io_err)?;
+    if cap.max_bytes == 0 {
+        return open_append(path)
+            .and_then(|mut f| f.write_all(&line))
+            .map_err(io_err);
+    }
+    let lock_file = open_append(&lock_path(path)).map_err(|source| AuditError::Io {
+        path: lock_path(path),
+        source,
+    })?;
+    // held until the line is written; dropped (unlocked) on every path out
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).map_err(
+        |(_, errno)| AuditError::Io {
+            path: lock_path(path),
+            source: io::Error::from(errno),
+        },
+    )?;
+    let mut f = open_append(path).map_err(io_err)?;
+    let size = f.metadata().map_err(io_err)?.len();
+    if size > 0 && size.saturating_add(line.len() as u64) > cap.max_bytes {
+        rotate(path, cap.keep.max(1)).map_err(io_err)?;
+        f = open_append(path).map_err(io_err)?;
+    }
     f.write_all(&line).map_err(io_err)
 }
 
@@ -151,11 +230,11 @@ mod tests {
             decision_us: 12,
             ..Default::default()
         };
-        append(&path, &e).unwrap();
+        append(&path, Cap::default(), &e).unwrap();
         e.id = "two".into();
         e.outcome = "refused";
         e.message = "no".into();
-        append(&path, &e).unwrap();
+        append(&path, Cap::default(), &e).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -176,11 +255,122 @@ mod tests {
         std::fs::write(&target, b"").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let e = append(&link, &AuditEntry::default()).unwrap_err();
+        let e = append(&link, Cap::default(), &AuditEntry::default()).unwrap_err();
         assert!(e.to_string().contains("link"), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"");
         // parent is a file
-        let e = append(&target.join("x.jsonl"), &AuditEntry::default()).unwrap_err();
+        let e = append(
+            &target.join("x.jsonl"),
+            Cap::default(),
+            &AuditEntry::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, AuditError::Io { .. }));
+    }
+
+    /// 50 writers appending at once through a cap small enough for many rotations: every line
+    /// is in exactly one file, whole, and no file but the live one exceeds the cap.
+    #[test]
+    fn concurrent_appends_across_rotations_lose_split_or_repeat_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let cap = Cap {
+            max_bytes: 8192,
+            keep: 100,
+        };
+        let writers: Vec<_> = (0..50)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for n in 0..10 {
+                        let e = AuditEntry {
+                            outcome: "allowed",
+                            id: format!("w{w}-n{n}"),
+                            message: "x".repeat(100 + w * 7),
+                            ..Default::default()
+                        };
+                        append(&path, cap, &e).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let mut ids = Vec::new();
+        let mut rotated = 0;
+        for n in 0..=100 {
+            let p = if n == 0 {
+                path.clone()
+            } else {
+                rotated_path(&path, n)
+            };
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            if n > 0 {
+                rotated += 1;
+                assert!(
+                    text.len() as u64 <= cap.max_bytes,
+                    "{} is {} bytes",
+                    p.display(),
+                    text.len()
+                );
+            }
+            assert!(text.ends_with('\n'), "{} ends mid-line", p.display());
+            for l in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                ids.push(v["id"].as_str().unwrap().to_owned());
+            }
+        }
+        assert!(rotated >= 5, "only {rotated} rotations");
+        let total = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!((total, ids.len()), (500, 500));
+    }
+
+    #[test]
+    fn rotation_keeps_only_keep_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let cap = Cap {
+            max_bytes: 4096,
+            keep: 2,
+        };
+        for n in 0..40 {
+            let e = AuditEntry {
+                id: format!("{n}"),
+                message: "y".repeat(900),
+                ..Default::default()
+            };
+            append(&path, cap, &e).unwrap();
+        }
+        assert!(rotated_path(&path, 1).exists() && rotated_path(&path, 2).exists());
+        assert!(!rotated_path(&path, 3).exists());
+        // newest lines are in the live file; the last id is 39
+        let live = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            live.lines().last().unwrap().contains("\"id\":\"39\""),
+            "{live}"
+        );
+        // no cap: never rotated
+        let other = dir.path().join("o.jsonl");
+        for _ in 0..10 {
+            let e = AuditEntry {
+                message: "z".repeat(900),
+                ..Default::default()
+            };
+            append(
+                &other,
+                Cap {
+                    max_bytes: 0,
+                    keep: 1,
+                },
+                &e,
+            )
+            .unwrap();
+        }
+        assert!(!rotated_path(&other, 1).exists() && !lock_path(&other).exists());
     }
 }

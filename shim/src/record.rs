@@ -82,6 +82,9 @@ pub struct DecisionRecord {
     /// fronts. A sandbox's is set once its relay runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_to: Option<String>,
+    /// The runtime handler that started the task (`crate::args::handler_from_argv0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
 }
 
 /// A container record of pod `sandbox` on a shim backend (tests).
@@ -110,6 +113,7 @@ pub fn test_record(id: &str, sandbox: &str) -> DecisionRecord {
             env: Default::default(),
         },
         relay_to: None,
+        handler: None,
     }
 }
 
@@ -275,6 +279,7 @@ mod tests {
                 env: BTreeMap::from([("A".into(), "b".into())]),
             },
             relay_to: None,
+            handler: None,
         }
     }
 

@@ -445,6 +445,7 @@ fn act(ctx: &Ctx<'_>, env: &Env, routed: Routed) -> Result<String, StartError> {
         decided_at: timefmt::now_rfc3339(),
         target: routed.target.clone(),
         relay_to: routed.relay_to.clone(),
+        handler: args.handler.clone(),
     };
     // the pod's writable dirs grow by this task's bind sources (`crate::hostfacts`)
     let sources = inputs
@@ -470,6 +471,7 @@ fn act(ctx: &Ctx<'_>, env: &Env, routed: Routed) -> Result<String, StartError> {
         tenant: Some(rec.tenant.clone()),
         backend: Some(rec.backend.clone()),
         isolation: Some(rec.isolation.clone()),
+        handler: rec.handler.clone(),
         rule: rec.rule.clone(),
         reasons: rec.reasons.clone(),
         refused_overrides: rec.refused_overrides.clone(),
@@ -669,7 +671,14 @@ fn audit_path(policy: Option<&Policy>) -> PathBuf {
 }
 
 fn write_audit(policy: Option<&Policy>, entry: &AuditEntry) {
-    if let Err(e) = audit::append(&audit_path(policy), entry) {
+    // a policy that did not load caps the log at the defaults
+    let cap = policy
+        .map(|p| audit::Cap {
+            max_bytes: p.audit_log_max_bytes,
+            keep: p.audit_log_keep,
+        })
+        .unwrap_or_default();
+    if let Err(e) = audit::append(&audit_path(policy), cap, entry) {
         log::error!(
             "audit line for {} {} not written: {e}",
             entry.role,
@@ -705,6 +714,7 @@ fn audit_refusal(ctx: &Ctx<'_>, e: &StartError) {
             .decision
             .as_ref()
             .map(|d| d.isolation.as_str().to_owned()),
+        handler: ctx.args.handler.clone(),
         rule: rule.clone(),
         reasons: Vec::new(),
         refused_overrides: Vec::new(),
@@ -792,6 +802,7 @@ mod tests {
                 env: BTreeMap::new(),
             },
             relay_to: None,
+            handler: None,
         }
     }
 

@@ -94,6 +94,7 @@ fn sandbox_rec(routed: &Routed) -> DecisionRecord {
         decided_at: String::new(),
         target: routed.target.clone(),
         relay_to: None,
+        handler: None,
     }
 }
 
