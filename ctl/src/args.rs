@@ -165,6 +165,9 @@ pub struct MetricsArgs {
     /// How often the log is followed when listening.
     #[arg(long, value_name = "MS", default_value_t = 500, value_parser = positive)]
     pub interval_ms: u64,
+    /// Most HTTP connections open at once; more wait in the kernel's accept queue.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = positive)]
+    pub max_connections: u64,
 }
 
 /// `routerctl install|uninstall` arguments.

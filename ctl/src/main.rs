@@ -69,6 +69,7 @@ fn main() -> ExitCode {
             &a.audit_log,
             a.listen.as_deref(),
             std::time::Duration::from_millis(a.interval_ms),
+            usize::try_from(a.max_connections).unwrap_or(usize::MAX),
         ),
         Command::Pods(a) => pods::run(a.state_dir.as_deref(), a.output == "json"),
         Command::Install(a) => install::install(&a.into()),

@@ -207,8 +207,8 @@ fn metrics_from_an_audit_log_pass_promtool() {
     let (code, out, err) = routerctl(&["metrics", "--audit-log", &s(&log)]);
     assert_eq!(code, 0, "{err}");
     promtool(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
-    assert!(out.contains("runtime_router_decisions_total{outcome=\"allowed\",role=\"sandbox\",tenant=\"provider\",backend=\"runc\",rule=\"tenants.provider.namespaces[kube-system]\"} 2"), "{out}");
-    assert!(out.contains("runtime_router_decisions_total{outcome=\"refused\",role=\"sandbox\",tenant=\"\",backend=\"\",rule=\"policy\"} 1"), "{out}");
+    assert!(out.contains("runtime_router_decisions_total{outcome=\"allowed\",role=\"sandbox\",tenant=\"provider\",backend=\"runc\",tier=\"container\",handler=\"\",rule=\"namespace\"} 2"), "{out}");
+    assert!(out.contains("runtime_router_decisions_total{outcome=\"refused\",role=\"sandbox\",tenant=\"\",backend=\"\",tier=\"\",handler=\"\",rule=\"policy\"} 1"), "{out}");
     assert!(out.contains("runtime_router_decision_duration_seconds_count{outcome=\"allowed\",role=\"sandbox\"} 2"), "{out}");
     assert!(
         out.contains("runtime_router_audit_lines_invalid_total 1"),
@@ -216,6 +216,73 @@ fn metrics_from_an_audit_log_pass_promtool() {
     );
     let (code, _, err) = routerctl(&["metrics"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// The audit lines of `pods` pods of tenant `untrusted`, as the router writes them: per pod a
+/// sandbox line, a container line that follows it (rule `sandbox[<sandbox id>]`) and a refused
+/// privileged container. Every count has the same tenant and rules; only ids differ.
+fn audit_of(pods: usize) -> String {
+    let mut out = String::new();
+    let pod = |n: usize, out: &mut String| {
+        let (t, b, iso, h, rule) = ("untrusted", "kata", "vm", "router-vm", "default_tenant");
+        let id = format!("{n:064x}");
+        *out += &format!("{{\"time\":\"t\",\"outcome\":\"allowed\",\"role\":\"sandbox\",\"id\":\"{id}\",\"sandbox_id\":\"{id}\",\"pod_name\":\"p{n}\",\"tenant\":\"{t}\",\"backend\":\"{b}\",\"isolation\":\"{iso}\",\"handler\":\"{h}\",\"rule\":\"{rule}\",\"decision_us\":{}}}\n", 40 + n % 500);
+        let c = format!("{:064x}", n + 1_000_000);
+        *out += &format!("{{\"time\":\"t\",\"outcome\":\"allowed\",\"role\":\"container\",\"id\":\"{c}\",\"sandbox_id\":\"{id}\",\"tenant\":\"{t}\",\"backend\":\"{b}\",\"isolation\":\"{iso}\",\"handler\":\"{h}\",\"rule\":\"sandbox[{id}]\",\"decision_us\":{}}}\n", 10 + n % 90);
+        *out += &format!("{{\"time\":\"t\",\"outcome\":\"refused\",\"role\":\"container\",\"id\":\"x{n}\",\"sandbox_id\":\"{id}\",\"tenant\":\"{t}\",\"backend\":\"{b}\",\"isolation\":\"{iso}\",\"handler\":\"{h}\",\"rule\":\"deny:privileged\",\"decision_us\":30}}\n");
+    };
+    for n in 0..pods {
+        pod(n, &mut out);
+    }
+    out
+}
+
+/// Series of an exposition: sample lines, without their values.
+fn series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            l.rsplit_once(' ')
+                .map(|(k, _)| k.to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn series_do_not_grow_with_pods_and_promtool_accepts_each() {
+    let d = tmp();
+    let mut seen = Vec::new();
+    for pods in [1usize, 100, 10_000] {
+        let log = d.path().join(format!("decisions-{pods}.jsonl"));
+        write(&log, &audit_of(pods));
+        let (code, out, err) = routerctl(&["metrics", "--audit-log", &s(&log)]);
+        assert_eq!(code, 0, "{err}");
+        promtool(&out).unwrap_or_else(|e| panic!("{pods} pods: {e}\n{out}"));
+        let lines = std::fs::read_to_string(&log).unwrap().lines().count() as u64;
+        let counted: u64 = out
+            .lines()
+            .filter(|l| l.starts_with("runtime_router_decisions_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(counted, lines, "{pods} pods");
+        assert!(
+            !out.contains(&format!("{:064x}", 0)),
+            "an id became a label:\n{out}"
+        );
+        seen.push((pods, series(&out)));
+    }
+    let (_, s1) = &seen[0];
+    let (_, s100) = &seen[1];
+    let (_, s10k) = &seen[2];
+    assert_eq!(s1, s100, "series differ between 1 and 100 pods");
+    assert_eq!(s100, s10k, "series differ between 100 and 10,000 pods");
+    eprintln!(
+        "series: 1 pod {}, 100 pods {}, 10,000 pods {}",
+        s1.len(),
+        s100.len(),
+        s10k.len()
+    );
 }
 
 const V3: &str = r#"version = 3

@@ -29,3 +29,91 @@ pub fn routerctl_timed(args: &[&str]) -> (i32, String, String, Duration) {
         t.elapsed(),
     )
 }
+
+/// A `routerctl metrics --listen 127.0.0.1:0` process, killed when dropped.
+pub struct MetricsServer {
+    child: std::process::Child,
+    /// host:port it serves.
+    pub addr: String,
+}
+
+impl MetricsServer {
+    /// Starts it on `audit_log` with extra `args`; waits for its "serving http://…" line.
+    pub fn start(audit_log: &std::path::Path, args: &[&str]) -> MetricsServer {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_routerctl"))
+            .arg("metrics")
+            .arg("--audit-log")
+            .arg(audit_log)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run routerctl metrics: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("routerctl metrics output: {e}"));
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        MetricsServer { child, addr }
+    }
+
+    /// The process's `Pss` and `Private_Dirty` in KiB (`/proc/<pid>/smaps_rollup`).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let text = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id()))
+            .unwrap_or_else(|e| panic!("smaps_rollup: {e}"));
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in smaps_rollup"))
+        };
+        (field("Pss:"), field("Private_Dirty:"))
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request with `extra` header lines; returns (status code, headers, body). The
+/// connection is closed by the request.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    extra: &str,
+) -> std::io::Result<(u16, String, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, head.to_string(), body.to_string()))
+}
