@@ -66,6 +66,14 @@ impl PolicyText {
         ))
     }
 
+    /// Sets `audit_log_max_bytes` and `audit_log_keep` (top-level keys: call before any table).
+    pub fn audit_cap(mut self, max_bytes: u64, keep: u32) -> PolicyText {
+        self.0.push_str(&format!(
+            "audit_log_max_bytes = {max_bytes}\naudit_log_keep = {keep}\n"
+        ));
+        self
+    }
+
     /// Sets `allowed_host_paths` (a top-level key: call before any table).
     pub fn allowed_host_paths(mut self, entries: &[&str]) -> PolicyText {
         self.0

@@ -1,8 +1,11 @@
-//! `routerctl metrics --listen` scraped by a real Prometheus server (Debian's `prometheus`, on
-//! 127.0.0.1, its own temp storage, stopped by the test): pods routed through a real containerd,
-//! the audit log rotated the way logrotate does (renamed; the next start creates a new file) and
-//! more pods routed; Prometheus's view of `runtime_router_decisions_total` equals the audit lines
-//! of both files, each counted once.
+//! `routerctl metrics --listen` over a real containerd's audit log:
+//! - scraped by a real Prometheus server (Debian's `prometheus`, on 127.0.0.1, its own temp
+//!   storage, stopped by the test): pods routed, the audit log rotated the way logrotate does
+//!   (renamed; the next start creates a new file) and more pods routed; Prometheus's view of
+//!   `runtime_router_decisions_total` equals the audit lines of both files, each counted once;
+//! - 50 pod starts at once under a policy whose `audit_log_max_bytes` forces many rotations by
+//!   the router itself: every rotated file holds whole JSON lines only, every start has exactly
+//!   one line, and the followed counters equal the lines written.
 
 mod support;
 
@@ -10,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use router_integration::Containerd;
+use router_integration::{Containerd, PolicyText};
 use serde_json::Value;
 use support::cluster::*;
 use support::*;
@@ -18,6 +21,112 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_decisions_across_a_rotation() -> Result<()> {
     on_cluster_harness(|h| Box::pin(run(h))).await
+}
+
+/// The cap of the rotation test: a few sandbox lines per file.
+const CAP: u64 = 4096;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_starts_across_router_rotations() -> Result<()> {
+    let policy = builtin_policy_from(PolicyText::new("provider").audit_cap(CAP, 100));
+    on_cluster_harness_with(policy, |h| Box::pin(rotations(h))).await
+}
+
+/// `routerctl metrics --listen` on `audit`, and the address it serves.
+fn start_metrics(audit: &std::path::Path) -> Result<(Proc, String)> {
+    let mut metrics = Proc::spawn(
+        Command::new(routerctl()?)
+            .args(["metrics", "--audit-log"])
+            .arg(audit)
+            .args(["--listen", "127.0.0.1:0", "--interval-ms", "100"]),
+    )?;
+    let line = metrics.wait_line("serving http://", LONG)?;
+    let target = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .context("address")?
+        .to_string();
+    Ok((metrics, target))
+}
+
+async fn rotations(h: &Containerd) -> Result<()> {
+    let audit = h.dir().join("audit/decisions.jsonl");
+    let (metrics, target) = start_metrics(&audit)?;
+    // 50 RunPodSandbox at once: 40 routed (kube-system and web), 10 refused (host network in
+    // web, whose tenant denies it)
+    let mut starts = tokio::task::JoinSet::new();
+    for n in 0..50 {
+        let cri = h.cri();
+        let spec = match n % 5 {
+            0 => h.pod("web", &format!("rot-{n}")).host_network(true),
+            1 | 2 => h.pod("web", &format!("rot-{n}")),
+            _ => h.pod("kube-system", &format!("rot-{n}")),
+        };
+        let refused = n % 5 == 0;
+        starts.spawn(async move { (refused, cri.run_pod(&spec.build()).await) });
+    }
+    let mut pods = Vec::new();
+    while let Some(r) = starts.join_next().await {
+        match r? {
+            (false, Ok(id)) => pods.push(id),
+            (true, Err(_)) => {}
+            (refused, r) => bail!("start (refused expected: {refused}): {r:?}"),
+        }
+    }
+    ensure!(pods.len() == 40, "{} pods ran", pods.len());
+
+    // every file the router wrote: whole lines only, each start once
+    let mut lines = Vec::new();
+    let mut rotated = 0;
+    for n in (1..=100).rev() {
+        let p = std::path::PathBuf::from(format!("{}.{n}", audit.display()));
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        rotated += 1;
+        ensure!(
+            text.ends_with('\n') && text.len() as u64 <= CAP,
+            "{}: {} bytes, last byte {:?}",
+            p.display(),
+            text.len(),
+            text.chars().last()
+        );
+        lines.extend(audit_lines(&p)?);
+    }
+    lines.extend(audit_lines(&audit)?);
+    ensure!(rotated >= 3, "only {rotated} rotations");
+    let mut ids: Vec<&str> = lines.iter().filter_map(|l| l["id"].as_str()).collect();
+    ensure!(
+        lines.len() == 50,
+        "{} audit lines for 50 starts",
+        lines.len()
+    );
+    ids.sort();
+    ids.dedup();
+    ensure!(ids.len() == 50, "{} distinct ids in 50 lines", ids.len());
+
+    // the follower counted each line once, across every rotation
+    let want = expected_counts(&lines);
+    let got = until_counts(
+        &want,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || parsed_counts(&http_get(&target, "/metrics")?.1),
+    )
+    .await?;
+    ensure!(got == want, "/metrics {got:?}\nwant {want:?}");
+    drop(metrics);
+    for id in pods {
+        let cri = h.cri();
+        cri.stop_pod(&id).await?;
+        cri.remove_pod(&id).await?;
+    }
+    eprintln!(
+        "50 starts, {} lines in {rotated} rotated files and the live one",
+        lines.len()
+    );
+    Ok(())
 }
 
 /// Starts Prometheus on a free loopback port scraping `target` every second. A port taken between
@@ -92,19 +201,7 @@ fn query(addr: &str) -> Result<Counts> {
 
 async fn run(h: &Containerd) -> Result<()> {
     let audit = h.dir().join("audit/decisions.jsonl");
-    let mut metrics = Proc::spawn(
-        Command::new(routerctl()?)
-            .args(["metrics", "--audit-log"])
-            .arg(&audit)
-            .args(["--listen", "127.0.0.1:0", "--interval-ms", "100"]),
-    )?;
-    let line = metrics.wait_line("serving http://", LONG)?;
-    let target = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .context("address")?
-        .to_string();
+    let (metrics, target) = start_metrics(&audit)?;
 
     let cri = h.cri();
     let p1 = h.pod("web", "metrics-one");

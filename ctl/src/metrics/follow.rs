@@ -12,6 +12,8 @@
 //! - the previous file stays open and is read again at the next poll, for late writers of a
 //!   logrotate rename, until the following rotation.
 //!
+//! At the first poll the file at the path is counted from its start and rotated files already
+//! there are not; rotated files that appear before any file is followed are counted.
 //! A file that shrinks in place (copytruncate) is read again from 0. More rotations between two
 //! polls than `audit_log_keep` files lose the dropped files' lines.
 
@@ -95,24 +97,78 @@ fn ino_of(m: &std::fs::Metadata) -> (u64, u64) {
 /// Follows one audit log path across appends and rotations.
 pub struct Follower {
     path: PathBuf,
+    /// Whether the first poll (which decides what counts as already there) has run.
+    started: bool,
+    /// While no file is followed: the rotated files that existed at the first poll. Rotated
+    /// files not among them appeared since, and are counted when the first file is picked up.
+    before: Vec<(u64, u64)>,
     current: Option<Reader>,
     /// The file renamed away at the last rotation: still read for writers that had it open.
     rotated: Option<Reader>,
     pub stats: Stats,
 }
 
+/// What stops the walk down `<log>.1`, `<log>.2`, …
+enum ChainEnd<'a> {
+    /// The file being followed: the ones before it are newer.
+    At((u64, u64)),
+    /// Nothing followed yet: the first file that was already there at the first poll.
+    Before(&'a [(u64, u64)]),
+}
+
 impl Follower {
     pub fn new(path: &Path) -> Follower {
         Follower {
             path: path.to_owned(),
+            started: false,
+            before: Vec::new(),
             current: None,
             rotated: None,
             stats: Stats::new(),
         }
     }
 
+    /// The router's rotation lock, shared, when the log has one.
+    fn lock_shared(&self) -> std::io::Result<Option<nix::fcntl::Flock<File>>> {
+        match open_no_follow(&with_suffix(&self.path, ".lock")) {
+            Ok(f) => nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockShared)
+                .map(Some)
+                .map_err(|(_, e)| std::io::Error::from(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first poll: the file at the path is counted from its start; rotated files already
+    /// there are history, not counted.
+    fn start(&mut self) -> std::io::Result<()> {
+        let _lock = self.lock_shared()?;
+        for n in 1..=MAX_ROTATED {
+            match std::fs::symlink_metadata(with_suffix(&self.path, &format!(".{n}"))) {
+                Ok(m) => self.before.push(ino_of(&m)),
+                Err(_) => break,
+            }
+        }
+        let first = match open_no_follow(&self.path) {
+            Ok(f) => Some(Reader::new(f)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        drop(_lock);
+        if let Some(mut r) = first {
+            r.drain(&self.stats)?;
+            self.current = Some(r);
+            self.before.clear();
+        }
+        self.started = true;
+        Ok(())
+    }
+
     /// Counts everything new; switches to the new file at the path after a rotation.
     pub fn poll(&mut self) -> std::io::Result<()> {
+        if !self.started {
+            return self.start();
+        }
         if let Some(old) = &mut self.rotated {
             old.drain(&self.stats)?;
         }
@@ -124,21 +180,17 @@ impl Follower {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let Some(cur_ino) = self.current.as_ref().map(|c| c.ino) else {
-            // nothing followed yet: start with the file at the path, if any
-            if let Ok(f) = open_no_follow(&self.path) {
-                let mut r = Reader::new(f)?;
-                r.drain(&self.stats)?;
-                self.current = Some(r);
-            }
-            return Ok(());
-        };
-        if at_path == Some(cur_ino) {
+        let cur_ino = self.current.as_ref().map(|c| c.ino);
+        if cur_ino.is_some() && at_path == cur_ino {
             return Ok(());
         }
-        let (newer, next) = self.open_chain(cur_ino)?;
+        let end = match cur_ino {
+            Some(ino) => ChainEnd::At(ino),
+            None => ChainEnd::Before(&self.before),
+        };
+        let (newer, next) = self.open_chain(end)?;
         if newer.is_empty() && next.is_none() {
-            // renamed, no new file yet: keep the one we have
+            // renamed, no new file yet (or still no file at all): keep what we have
             return Ok(());
         }
         if let Some(cur) = &mut self.current {
@@ -156,29 +208,28 @@ impl Follower {
         // next rotation, for late writers of a logrotate rename
         if let Some(newest) = readers.pop() {
             self.rotated = self.current.replace(newest);
+            self.before.clear();
         }
         Ok(())
     }
 
-    /// Under the router's rotation lock (when there is one): the rotated files newer than the one
-    /// being followed, oldest first, and the file now at the path.
-    fn open_chain(&self, cur_ino: (u64, u64)) -> std::io::Result<(Vec<File>, Option<File>)> {
-        let _lock = match open_no_follow(&with_suffix(&self.path, ".lock")) {
-            Ok(f) => Some(
-                nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockShared)
-                    .map_err(|(_, e)| std::io::Error::from(e))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        // `<log>.1`, `<log>.2`, … up to the one being followed
+    /// Under the router's rotation lock (when there is one): the rotated files newer than
+    /// `end`, oldest first, and the file now at the path.
+    fn open_chain(&self, end: ChainEnd<'_>) -> std::io::Result<(Vec<File>, Option<File>)> {
+        let _lock = self.lock_shared()?;
         let mut newer = Vec::new();
-        let mut found = false;
+        // with nothing followed yet, running out of rotated files ends the chain too
+        let mut found = matches!(end, ChainEnd::Before(_));
         for n in 1..=MAX_ROTATED {
             let Ok(f) = open_no_follow(&with_suffix(&self.path, &format!(".{n}"))) else {
                 break;
             };
-            if ino_of(&f.metadata()?) == cur_ino {
+            let ino = ino_of(&f.metadata()?);
+            let stop = match &end {
+                ChainEnd::At(cur) => ino == *cur,
+                ChainEnd::Before(seen) => seen.contains(&ino),
+            };
+            if stop {
                 found = true;
                 break;
             }

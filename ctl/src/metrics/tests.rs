@@ -85,8 +85,20 @@ fn follows_appends_partial_lines_and_a_logrotate_rename() {
 fn several_router_rotations_between_two_polls_count_every_line_once() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("d.jsonl");
+    // history from before the follower started is not counted
+    append(&p, &line("allowed", "old", 5));
+    router_rotate(&p, 10);
     let mut f = Follower::new(&p);
+    f.poll().unwrap();
+    // the first file, written and rotated away twice between two polls, is counted
     let mut written = 0;
+    for _ in 0..2 {
+        append(&p, &line("allowed", "t", 5));
+        written += 1;
+        router_rotate(&p, 10);
+    }
+    f.poll().unwrap();
+    assert_eq!(total(&f), written);
     for round in 0..4 {
         // `round` rotations, each after three lines, then a poll
         for _ in 0..=round {

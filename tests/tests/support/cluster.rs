@@ -17,8 +17,12 @@ use serde_json::Value;
 /// built-in runc backend, `kube-system` as `provider`, `web` as `team-a` (host network denied).
 /// `cluster_policy` edits it by finding `tenants.team-a`'s backend line.
 pub fn builtin_policy() -> String {
-    PolicyText::new("provider")
-        .pod_paths("/var/lib/kubelet/pods")
+    builtin_policy_from(PolicyText::new("provider"))
+}
+
+/// [`builtin_policy`] after `top` (the top-level keys a suite adds).
+pub fn builtin_policy_from(top: PolicyText) -> String {
+    top.pod_paths("/var/lib/kubelet/pods")
         .runc()
         .tenant("provider", &["kube-system"], "runc")
         .tenant("team-a", &["web"], "runc")
@@ -35,7 +39,15 @@ pub async fn on_cluster_harness<F>(run: F) -> Result<()>
 where
     F: for<'a> FnOnce(&'a Containerd) -> RunFuture<'a>,
 {
-    let h = Containerd::start(ContainerdOptions::with_policy(builtin_policy()))
+    on_cluster_harness_with(builtin_policy(), run).await
+}
+
+/// [`on_cluster_harness`] with another policy.
+pub async fn on_cluster_harness_with<F>(policy: String, run: F) -> Result<()>
+where
+    F: for<'a> FnOnce(&'a Containerd) -> RunFuture<'a>,
+{
+    let h = Containerd::start(ContainerdOptions::with_policy(policy))
         .await
         .context("start containerd")?;
     let r = run(&h).await;
@@ -168,17 +180,42 @@ impl Drop for Proc {
     }
 }
 
-/// The label set of a decision, as `outcome=..,role=..,tenant=..,backend=..,rule=..`, from an
-/// audit line or a Prometheus sample's `metric` object (both have the five keys).
+/// The label set of a `runtime_router_decisions_total` sample (Prometheus's `metric` object), as
+/// `outcome=..,role=..,tenant=..,backend=..,tier=..,handler=..,rule=..`.
 pub fn decision_key(labels: &Value) -> String {
     let s = |k: &str| labels[k].as_str().unwrap_or_default().to_string();
     format!(
-        "outcome={},role={},tenant={},backend={},rule={}",
+        "outcome={},role={},tenant={},backend={},tier={},handler={},rule={}",
         s("outcome"),
         s("role"),
         s("tenant"),
         s("backend"),
+        s("tier"),
+        s("handler"),
         s("rule")
+    )
+}
+
+/// The label set an audit line is counted under: its tier is `isolation`, its rule the rule's
+/// kind. The rules these suites meet are spelt out here, apart from `router_core::rule_kind`.
+pub fn audit_key(line: &Value) -> String {
+    let s = |k: &str| line[k].as_str().unwrap_or_default().to_string();
+    let rule = s("rule");
+    let kind = if rule.starts_with("tenants.") && rule.contains(".namespaces[") {
+        "namespace".to_string()
+    } else if rule.starts_with("sandbox[") {
+        "sandbox".to_string()
+    } else {
+        rule
+    };
+    format!(
+        "outcome={},role={},tenant={},backend={},tier={},handler={},rule={kind}",
+        s("outcome"),
+        s("role"),
+        s("tenant"),
+        s("backend"),
+        s("isolation"),
+        s("handler"),
     )
 }
 
@@ -186,7 +223,7 @@ pub fn decision_key(labels: &Value) -> String {
 pub fn expected_counts(lines: &[Value]) -> std::collections::BTreeMap<String, u64> {
     let mut m = std::collections::BTreeMap::new();
     for l in lines {
-        *m.entry(decision_key(l)).or_insert(0) += 1;
+        *m.entry(audit_key(l)).or_insert(0) += 1;
     }
     m
 }
