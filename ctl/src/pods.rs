@@ -1,7 +1,7 @@
 //! `routerctl pods`: the pods this node runs through the router, read from the router's decision
 //! records (`<state>/records/<containerd>/<namespace>/<id>.json`, the root-only copies the shim
 //! writes at each `start` and removes at `delete`): one row per pod sandbox with its Kubernetes
-//! namespace and name, tenant, backend, tier and age; `--output json` for scripts. Records are
+//! namespace and name, tenant, backend, tier, runtime handler and age; `--output json` for scripts. Records are
 //! read as the shim reads them (`files`, on `safefile`: bounded, never a FIFO, never through a link). A
 //! directory that cannot be listed, a record that cannot be read or parsed, or one whose role is
 //! neither `sandbox` nor `container` is reported on stderr and makes the exit code 1; the others
@@ -29,6 +29,9 @@ pub struct PodRow {
     pub tenant: String,
     pub backend: String,
     pub tier: String,
+    /// The runtime handler containerd started the pod under (`-` in records written before the
+    /// router recorded it).
+    pub handler: String,
     /// Seconds since the decision (the record's modification time).
     pub age_seconds: u64,
     pub sandbox_id: String,
@@ -74,6 +77,7 @@ fn row(record: &Value, age_seconds: u64) -> Result<Option<PodRow>, String> {
         tenant: text(record, "tenant"),
         backend: text(record, "backend"),
         tier: text(record, "isolation"),
+        handler: text(record, "handler"),
         age_seconds,
         sandbox_id: text(record, "sandbox_id"),
         containerd_namespace: text(record, "namespace"),
@@ -172,12 +176,13 @@ pub fn run(state: Option<&Path>, json: bool) -> u8 {
                     r.tenant.clone(),
                     r.backend.clone(),
                     r.tier.clone(),
+                    r.handler.clone(),
                     age(r.age_seconds),
                 ]
             })
             .collect();
         crate::check::print_table(
-            &["NAMESPACE", "POD", "TENANT", "BACKEND", "TIER", "AGE"],
+            &["NAMESPACE", "POD", "TENANT", "BACKEND", "TIER", "HANDLER", "AGE"],
             &table,
         );
     }
