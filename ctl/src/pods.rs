@@ -182,7 +182,15 @@ pub fn run(state: Option<&Path>, json: bool) -> u8 {
             })
             .collect();
         crate::check::print_table(
-            &["NAMESPACE", "POD", "TENANT", "BACKEND", "TIER", "HANDLER", "AGE"],
+            &[
+                "NAMESPACE",
+                "POD",
+                "TENANT",
+                "BACKEND",
+                "TIER",
+                "HANDLER",
+                "AGE",
+            ],
             &table,
         );
     }

@@ -124,6 +124,29 @@ fn rotate(path: &Path, keep: u32) -> io::Result<()> {
     std::fs::rename(path, rotated_path(path, 1))
 }
 
+/// Longest a writer waits for `<log>.lock` (others hold it for one line's write).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes `file`'s flock exclusively, polling so that the wait is bounded: `None` after
+/// [`LOCK_WAIT`].
+fn lock_exclusive(mut file: std::fs::File) -> io::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut pause = std::time::Duration::from_micros(200);
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(Some(l)),
+            Err((f, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR)) => file = f,
+            Err((_, e)) => return Err(io::Error::from(e)),
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Append `entry` as one line to `path`, creating the parent directory (0750) and the file
 /// (0640), rotating first when the line would take the file past `cap` (module doc). The file
 /// is opened without following a symlink and written in a single call so concurrent starts do
@@ -154,12 +177,21 @@ pub fn append(path: &Path, cap: Cap, entry: &AuditEntry) -> Result<(), AuditErro
         source,
     })?;
     // held until the line is written; dropped (unlocked) on every path out
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).map_err(
-        |(_, errno)| AuditError::Io {
-            path: lock_path(path),
-            source: io::Error::from(errno),
-        },
-    )?;
+    let Some(_lock) = lock_exclusive(lock_file).map_err(|source| AuditError::Io {
+        path: lock_path(path),
+        source,
+    })?
+    else {
+        // the lock is held far longer than a line takes (a stopped process): the line still
+        // goes in, unrotated; a start never hangs on its audit
+        log::warn!(
+            "{}: held for over {LOCK_WAIT:?}; line appended without rotation",
+            lock_path(path).display()
+        );
+        return open_append(path)
+            .and_then(|mut f| f.write_all(&line))
+            .map_err(io_err);
+    };
     let mut f = open_append(path).map_err(io_err)?;
     let size = f.metadata().map_err(io_err)?.len();
     if size > 0 && size.saturating_add(line.len() as u64) > cap.max_bytes {
@@ -328,6 +360,34 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!((total, ids.len()), (500, 500));
+    }
+
+    #[test]
+    fn a_lock_held_too_long_does_not_stop_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let cap = Cap {
+            max_bytes: 4096,
+            keep: 2,
+        };
+        append(&path, cap, &AuditEntry::default()).unwrap();
+        let holder = std::fs::File::open(lock_path(&path)).unwrap();
+        let held = nix::fcntl::Flock::lock(holder, nix::fcntl::FlockArg::LockShared).unwrap();
+        let t = std::time::Instant::now();
+        append(
+            &path,
+            cap,
+            &AuditEntry {
+                id: "late".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(t.elapsed() >= LOCK_WAIT);
+        drop(held);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.contains("\"id\":\"late\""));
     }
 
     #[test]
