@@ -23,7 +23,7 @@ pub const CACHE_DIR_ENV: &str = "RUNTIME_ROUTER_CACHE_DIR";
 /// Default cache directory (tmpfs on most distributions: gone at reboot).
 pub const DEFAULT_CACHE_DIR: &str = "/run/runtime-router/policy-cache";
 /// Bumped whenever the entry layout or the serialized `Policy` changes shape.
-const SCHEMA: u32 = 7;
+const SCHEMA: u32 = 8;
 /// First bytes of an entry.
 const MAGIC: &[u8; 4] = b"RRC4";
 /// Entries kept before old ones are pruned.

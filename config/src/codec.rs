@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use compact_str::CompactString;
 
 use crate::model::{
-    Backend, BackendKind, DenyRule, Isolation, PodSecurity, Policy, PolicySource, Tenant,
+    Backend, BackendKind, DenyRule, Handler, Isolation, PodSecurity, Policy, PolicySource, Tenant,
 };
 
 const MAGIC: &[u8; 4] = b"RRP2";
@@ -86,6 +86,24 @@ fn encode_into(w: &mut Writer, p: &Policy) {
             Some(PodSecurity::Restricted) => 2,
         });
         w.strs(&t.allow_annotations);
+    }
+    w.len(p.handlers.len());
+    for h in p.handlers.values() {
+        w.str(&h.name);
+        w.u8(iso_code(h.reserves));
+        match &h.backend {
+            None => w.u8(0),
+            Some(b) => {
+                w.u8(1);
+                w.str(b);
+            }
+        }
+        w.str(&h.runtime_class);
+    }
+    w.u8(iso_code(p.unnamed_handler_reserves));
+    w.len(p.unaccounted_tiers.len());
+    for t in &p.unaccounted_tiers {
+        w.u8(iso_code(*t));
     }
 }
 
@@ -172,6 +190,31 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
             },
         );
     }
+    let mut handlers = BTreeMap::new();
+    for _ in 0..r.len()? {
+        let name = r.name()?;
+        let reserves = iso_from(r.u8()?)?;
+        let backend = match r.u8()? {
+            0 => None,
+            1 => Some(r.name()?),
+            _ => return None,
+        };
+        let runtime_class = r.name()?;
+        handlers.insert(
+            name.clone(),
+            Handler {
+                name,
+                reserves,
+                backend,
+                runtime_class,
+            },
+        );
+    }
+    let unnamed_handler_reserves = iso_from(r.u8()?)?;
+    let mut unaccounted_tiers = Vec::new();
+    for _ in 0..r.len()? {
+        unaccounted_tiers.push(iso_from(r.u8()?)?);
+    }
     if r.at != r.b.len() || r.text_at != r.table.len() {
         return None;
     }
@@ -184,6 +227,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Policy> {
         allowed_host_paths,
         backends,
         tenants,
+        handlers,
+        unnamed_handler_reserves,
+        unaccounted_tiers,
         source: PolicySource::Embedded,
         digest,
     })

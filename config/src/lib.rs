@@ -23,7 +23,7 @@ pub use cache::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
 pub use compact_str::CompactString;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    Backend, BackendKind, DenyRule, Isolation, PodSecurity, Policy, PolicySource, Tenant,
+    Backend, BackendKind, DenyRule, Handler, Isolation, PodSecurity, Policy, PolicySource, Tenant,
     DEFAULT_AUDIT_LOG_KEEP, DEFAULT_AUDIT_LOG_MAX_BYTES, MAX_AUDIT_LOG_KEEP,
 };
 pub use validate::{

@@ -87,6 +87,21 @@ pub struct Backend {
     pub isolation: Isolation,
 }
 
+/// One entry of `[handlers.NAME]`: a containerd runtime handler served by the router
+/// (`runtime_type = "io.containerd.NAME.v2"`, binary `containerd-shim-NAME-v2`) and what a pod
+/// started through it has reserved in Kubernetes (its RuntimeClass's overhead and nodes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handler {
+    pub name: CompactString,
+    /// The tier the handler's RuntimeClass accounts for.
+    pub reserves: Isolation,
+    /// The backend a pod raised to `reserves` by this handler runs on; `None` only for the
+    /// `container` tier, which never raises.
+    pub backend: Option<CompactString>,
+    /// The RuntimeClass whose `handler` this is (default: the handler's name).
+    pub runtime_class: CompactString,
+}
+
 /// A rule a tenant can list in `deny`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -323,6 +338,12 @@ pub struct Policy {
     pub allowed_host_paths: Vec<CompactString>,
     pub backends: BTreeMap<CompactString, Backend>,
     pub tenants: BTreeMap<CompactString, Tenant>,
+    /// `[handlers]`: empty when the policy has no table (no handler accounting).
+    pub handlers: BTreeMap<CompactString, Handler>,
+    /// What a handler the table does not name reserves.
+    pub unnamed_handler_reserves: Isolation,
+    /// Tiers a pod may get above what its handler reserved (overhead Kubernetes does not see).
+    pub unaccounted_tiers: Vec<Isolation>,
     pub source: PolicySource,
     /// `"sha256:<hex>"` of the policy text.
     pub digest: String,
@@ -332,6 +353,24 @@ impl Policy {
     /// The backend a tenant uses. Always `Some` for a validated policy.
     pub fn tenant_backend(&self, tenant: &Tenant) -> Option<&Backend> {
         self.backends.get(&tenant.backend)
+    }
+
+    /// What runtime handler `name` reserves (`None`: started under no handler name), and the
+    /// entry when the table names it.
+    pub fn handler_reserves(&self, name: Option<&str>) -> (Isolation, Option<&Handler>) {
+        match name.and_then(|n| self.handlers.get(n)) {
+            Some(h) => (h.reserves, Some(h)),
+            None => (self.unnamed_handler_reserves, None),
+        }
+    }
+
+    /// The handler to use for `tier`: the one reserving exactly it, else the weakest reserving
+    /// more (first by name on a tie).
+    pub fn handler_for(&self, tier: Isolation) -> Option<&Handler> {
+        self.handlers
+            .values()
+            .filter(|h| h.reserves >= tier)
+            .min_by_key(|h| h.reserves)
     }
 
     /// The default tenant. Always `Some` for a validated policy.

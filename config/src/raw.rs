@@ -19,6 +19,17 @@ pub(crate) struct RawPolicy {
     pub backends: BTreeMap<Spanned<String>, Spanned<RawBackend>>,
     #[serde(default)]
     pub tenants: BTreeMap<Spanned<String>, Spanned<RawTenant>>,
+    pub handlers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawHandler>>>>,
+    pub unnamed_handler_reserves: Option<Spanned<String>>,
+    pub unaccounted_tiers: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHandler {
+    pub reserves: Option<Spanned<String>>,
+    pub backend: Option<Spanned<String>>,
+    pub runtime_class: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -684,3 +684,109 @@ fn audit_log_cap_keys() {
         assert!(d.message.contains(part), "{with}: {}", d.message);
     }
 }
+
+#[test]
+fn handler_table() {
+    let table =
+        "\n[handlers.router]\nreserves = \"container\"\n[handlers.router-vm]\nreserves = \"vm\"\n";
+    let pol = p(&format!("{SPEC_EXAMPLE}{table}")).unwrap();
+    assert!(p(SPEC_EXAMPLE).unwrap().handlers.is_empty());
+    let vm = &pol.handlers["router-vm"];
+    // the one vm backend serves pods the handler raises; the class defaults to the name
+    assert_eq!(
+        (
+            vm.reserves,
+            vm.backend.as_deref(),
+            vm.runtime_class.as_str()
+        ),
+        (Isolation::Vm, Some("kata"), "router-vm")
+    );
+    assert_eq!(pol.handlers["router"].backend, None);
+    assert_eq!(pol.handler_reserves(Some("router-vm")).0, Isolation::Vm);
+    assert_eq!(pol.handler_reserves(Some("nope")).0, Isolation::Container);
+    assert_eq!(
+        pol.handler_for(Isolation::Sandbox).map(|h| h.name.as_str()),
+        Some("router-vm")
+    );
+    let top = SPEC_EXAMPLE.replacen(
+        "default_tenant =",
+        "unnamed_handler_reserves = \"vm\"\nunaccounted_tiers = [\"sandbox\"]\ndefault_tenant =",
+        1,
+    );
+    let pol = p(&format!("{top}{table}")).unwrap();
+    assert_eq!(
+        (pol.unnamed_handler_reserves, pol.unaccounted_tiers.clone()),
+        (Isolation::Vm, vec![Isolation::Sandbox])
+    );
+    let back = codec::decode(&codec::encode(&pol)).unwrap();
+    assert_eq!(
+        (
+            back.handlers,
+            back.unnamed_handler_reserves,
+            back.unaccounted_tiers
+        ),
+        (
+            pol.handlers.clone(),
+            pol.unnamed_handler_reserves,
+            pol.unaccounted_tiers.clone()
+        )
+    );
+
+    // (appended table, field, message part)
+    let cases = [
+        (
+            "[handlers.Router]\nreserves = \"vm\"\n",
+            "handlers.Router",
+            "not a DNS label",
+        ),
+        ("[handlers.r]\n", "handlers.r.reserves", "missing"),
+        (
+            "[handlers.r]\nreserves = \"strong\"\n",
+            "handlers.r.reserves",
+            "unknown tier `strong`",
+        ),
+        (
+            "[handlers.r]\nreserves = \"sandbox\"\n",
+            "handlers.r.backend",
+            "backends of that tier: none",
+        ),
+        (
+            "[handlers.r]\nreserves = \"vm\"\nbackend = \"runc\"\n",
+            "handlers.r.backend",
+            "isolation container, not the vm",
+        ),
+        (
+            "[handlers.r]\nreserves = \"vm\"\nbackend = \"gone\"\n",
+            "handlers.r.backend",
+            "unknown backend `gone`",
+        ),
+        (
+            "[handlers.r]\nreserves = \"vm\"\nruntime_class = \"A_B\"\n",
+            "handlers.r.runtime_class",
+            "RuntimeClass name",
+        ),
+        (
+            "[handlers.r]\nreserves = \"vm\"\nextra = 1\n",
+            "handlers.r.extra",
+            "unknown field",
+        ),
+        ("[handlers]\n", "handlers", "empty table"),
+    ];
+    for (table, field, part) in cases {
+        let text = format!("{SPEC_EXAMPLE}\n{table}");
+        let e = p(&text).expect_err(table);
+        let d = &e.diagnostics()[0];
+        assert!(
+            d.field == field && d.message.contains(part),
+            "{table}: {} {}",
+            d.field,
+            d.message
+        );
+        assert!(d.line > 20, "{table}: line {}", d.line);
+    }
+    let d = mistake(
+        "default_tenant =",
+        "unaccounted_tiers = [\"big\"]\ndefault_tenant =",
+    );
+    assert_eq!((d.field.as_str(), d.line), ("unaccounted_tiers[0]", 3));
+}

@@ -8,11 +8,12 @@ use toml_v1::Spanned;
 use crate::error::{line_col, ConfigError, Diagnostic};
 use crate::fieldpath::path_at;
 use crate::model::{
-    Backend, BackendKind, DenyRule, Isolation, PodSecurity, Policy, PolicySource, Tenant,
+    Backend, BackendKind, DenyRule, Handler, Isolation, PodSecurity, Policy, PolicySource, Tenant,
     DEFAULT_AUDIT_LOG_KEEP, DEFAULT_AUDIT_LOG_MAX_BYTES, MAX_AUDIT_LOG_KEEP,
 };
 use crate::pattern;
-use crate::raw::{RawBackend, RawPolicy, RawTenant};
+use crate::raw::{RawBackend, RawHandler, RawPolicy, RawTenant};
+use compact_str::CompactString;
 
 /// The smallest audit cap: a few lines, so a typo such as `16` is caught.
 pub const MIN_AUDIT_LOG_MAX_BYTES: i64 = 4096;
@@ -195,6 +196,37 @@ fn build(cx: &mut Ctx<'_>, raw: RawPolicy, source: PolicySource) -> Option<Polic
         }
     }
 
+    let handlers = match raw.handlers {
+        None => BTreeMap::new(),
+        Some(table) => build_handlers(cx, table, &backends),
+    };
+    let isolation_key = |cx: &mut Ctx<'_>, v: &Spanned<String>, field: &str| {
+        let i = Isolation::from_name(v.get_ref());
+        if i.is_none() {
+            cx.err(
+                v.span().start,
+                field.to_string(),
+                format!(
+                    "unknown tier `{}`; one of `container`, `sandbox`, `vm`",
+                    v.get_ref()
+                ),
+            );
+        }
+        i
+    };
+    let unnamed_handler_reserves = raw
+        .unnamed_handler_reserves
+        .as_ref()
+        .and_then(|v| isolation_key(cx, v, "unnamed_handler_reserves"))
+        .unwrap_or(Isolation::Container);
+    let unaccounted_tiers = raw
+        .unaccounted_tiers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, v)| isolation_key(cx, v, &format!("unaccounted_tiers[{i}]")))
+        .collect();
+
     let default_tenant = match raw.default_tenant {
         None => {
             cx.err(
@@ -229,6 +261,9 @@ fn build(cx: &mut Ctx<'_>, raw: RawPolicy, source: PolicySource) -> Option<Polic
         allowed_host_paths: allowed_host_paths.into_iter().map(Into::into).collect(),
         backends,
         tenants,
+        handlers,
+        unnamed_handler_reserves,
+        unaccounted_tiers,
         source,
         digest: String::new(),
     })
@@ -256,6 +291,148 @@ fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A handler name: a DNS label (a RuntimeClass's `handler` must be one), at most 50 characters
+/// so that `containerd-shim-NAME-v2` stays a short file name.
+fn check_handler_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 50
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "handler name `{name}` is not a DNS label (lower-case letters, digits, `-`; at most 50)"
+        ))
+    }
+}
+
+/// `[handlers.NAME]` entries: each reserves a tier; a handler above `container` names the
+/// backend that serves the pods it raises, or there is exactly one backend of its tier.
+fn build_handlers(
+    cx: &mut Ctx<'_>,
+    table: Spanned<BTreeMap<Spanned<String>, Spanned<RawHandler>>>,
+    backends: &BTreeMap<CompactString, Backend>,
+) -> BTreeMap<CompactString, Handler> {
+    let table_at = table.span().start;
+    let table = table.into_inner();
+    if table.is_empty() {
+        cx.err(
+            table_at,
+            "handlers",
+            "empty table; name each runtime handler or leave the table out",
+        );
+    }
+    let mut out = BTreeMap::new();
+    for (name, h) in table {
+        let base = format!("handlers.{}", name.get_ref());
+        let at = h.span().start;
+        let h = h.into_inner();
+        if let Err(m) = check_handler_name(name.get_ref()) {
+            cx.err(name.span().start, base.clone(), m);
+            continue;
+        }
+        let reserves = match &h.reserves {
+            None => {
+                cx.err(
+                    at,
+                    format!("{base}.reserves"),
+                    "missing; the tier its RuntimeClass accounts for: `container`, `sandbox` or `vm`",
+                );
+                continue;
+            }
+            Some(r) => match Isolation::from_name(r.get_ref()) {
+                Some(i) => i,
+                None => {
+                    cx.err(
+                        r.span().start,
+                        format!("{base}.reserves"),
+                        format!(
+                            "unknown tier `{}`; one of `container`, `sandbox`, `vm`",
+                            r.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+            },
+        };
+        let backend = match &h.backend {
+            Some(b) => match backends.get(b.get_ref().as_str()) {
+                Some(found) if found.isolation == reserves => Some(found.name.clone()),
+                Some(found) => {
+                    cx.err(
+                        b.span().start,
+                        format!("{base}.backend"),
+                        format!(
+                            "backend `{}` has isolation {}, not the {reserves} this handler reserves",
+                            found.name, found.isolation
+                        ),
+                    );
+                    continue;
+                }
+                None => {
+                    cx.err(
+                        b.span().start,
+                        format!("{base}.backend"),
+                        format!("unknown backend `{}`", b.get_ref()),
+                    );
+                    continue;
+                }
+            },
+            None if reserves == Isolation::Container => None,
+            None => {
+                let of_tier: Vec<&Backend> = backends
+                    .values()
+                    .filter(|b| b.isolation == reserves)
+                    .collect();
+                match of_tier.as_slice() {
+                    [one] => Some(one.name.clone()),
+                    _ => {
+                        let names: Vec<String> =
+                            of_tier.iter().map(|b| format!("`{}`", b.name)).collect();
+                        cx.err(
+                            at,
+                            format!("{base}.backend"),
+                            format!(
+                                "missing; name the backend that serves pods this handler raises to {reserves} (backends of that tier: {})",
+                                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        let runtime_class = match &h.runtime_class {
+            None => name.get_ref().clone(),
+            Some(c) => {
+                if let Err(m) = check_handler_name(c.get_ref()) {
+                    cx.err(
+                        c.span().start,
+                        format!("{base}.runtime_class"),
+                        m.replace("handler name", "RuntimeClass name"),
+                    );
+                    continue;
+                }
+                c.get_ref().clone()
+            }
+        };
+        out.insert(
+            CompactString::from(name.get_ref().as_str()),
+            Handler {
+                name: name.get_ref().as_str().into(),
+                reserves,
+                backend,
+                runtime_class: runtime_class.into(),
+            },
+        );
+    }
+    out
 }
 
 fn check_host_path_entry(p: &str) -> Result<(), String> {

@@ -39,6 +39,7 @@ fn synthetic_inputs(a: &ExplainArgs, cns: &str) -> Inputs {
         host_device: None,
         security: Default::default(),
         host: Default::default(),
+        handler: None,
     }
 }
 

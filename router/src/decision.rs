@@ -137,6 +137,7 @@ pub fn decide_sandbox(policy: &Policy, inputs: &Inputs) -> Result<Decision, Refu
         }
         backend = b;
     }
+    let backend = crate::handler::account(policy, inputs, tenant, backend, &what, &mut reasons)?;
     checked(
         policy,
         inputs,

@@ -116,6 +116,10 @@ pub struct Inputs {
     /// Facts from the host about the bind sources (filled by `start`, not from the spec).
     #[serde(default)]
     pub host: HostFacts,
+    /// The runtime handler containerd started the router under (filled by `start` from its
+    /// binary name, not from the spec): a request made through the pod's RuntimeClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
 }
 
 /// The spec fields the Pod Security Standards' controls read, as the runtime will apply them.
@@ -538,6 +542,7 @@ impl LightSpec {
             host_device,
             security,
             host: HostFacts::default(),
+            handler: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod annotations;
 mod decision;
+pub mod handler;
 pub mod hostpath;
 mod inputs;
 pub mod podsecurity;

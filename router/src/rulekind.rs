@@ -5,8 +5,9 @@ use router_config::DenyRule;
 
 /// Fixed rule names written as they are: refusal rules (`override`, `privileged-vm`, …) and
 /// the failure classes of `start` (`policy`, `spec`, …).
-const FIXED: [&str; 9] = [
+const FIXED: [&str; 10] = [
     "default_tenant",
+    "handler",
     "override",
     "privileged-vm",
     "policy",

@@ -2,6 +2,7 @@
 
 mod fixtures;
 mod floor;
+mod handler;
 mod podsecurity;
 mod props;
 mod rulekind;

@@ -245,6 +245,8 @@ fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
     // allowed bind source walked without following a symlink a pod could have planted, and which
     // sources lie inside a directory the pod can already write
     inputs.host = crate::hostfacts::gather(inputs, policy, args, &env.bundle, &pod_sources);
+    // the handler this binary was started as: a request through the pod's RuntimeClass
+    inputs.handler = args.handler.clone();
     let inputs: &Inputs = inputs;
     let routed = match &inputs.role {
         Role::Sandbox => {
@@ -270,6 +272,13 @@ fn route(ctx: &mut Ctx<'_>, env: &Env) -> Result<Routed, StartError> {
             let decision =
                 router_core::decide_container(policy, inputs, &sandbox.tenant, &sandbox.backend)
                     .map_err(StartError::Refused)?;
+            router_core::handler::check_container(
+                policy,
+                inputs,
+                &decision.tenant,
+                sandbox.handler.as_deref(),
+            )
+            .map_err(StartError::Refused)?;
             *decision_slot = Some(decision.clone());
             check_target(&sandbox.backend, &sandbox.target)?;
             Routed {

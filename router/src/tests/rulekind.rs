@@ -21,6 +21,7 @@ fn rules_map_to_their_kind() {
         ("deny:sysctls", "deny:sysctls"),
         ("deny:made-up", "other"),
         ("override", "override"),
+        ("handler", "handler"),
         ("privileged-vm", "privileged-vm"),
         ("policy", "policy"),
         ("spec", "spec"),
