@@ -48,6 +48,8 @@ pub struct ContainerdOptions {
     pub router_pod_annotations: Vec<String>,
     /// Other handlers, e.g. [`RuntimeHandler::runc`]`("runc")` for direct-backend benchmarks.
     pub extra_handlers: Vec<RuntimeHandler>,
+    /// Router tier handlers ([`ContainerdOptions::tier_handler`]).
+    pub tier_handlers: Vec<String>,
     /// Policy TOML written to `<dir>/policy.toml` and named by `RUNTIME_ROUTER_CONFIG` in
     /// containerd's (hence every shim's) environment. `None`: the variable is not set. The
     /// placeholders `{dir}`, `{root}` and `{state}` are replaced by the harness's temp dir and
@@ -82,6 +84,7 @@ impl Default for ContainerdOptions {
                 .map(|s| s.to_string())
                 .collect(),
             extra_handlers: Vec::new(),
+            tier_handlers: Vec::new(),
             policy: None,
             env: Vec::new(),
             log_level: "info".into(),
@@ -105,6 +108,13 @@ impl ContainerdOptions {
     /// Sets `default_runtime_name`.
     pub fn default_runtime(mut self, name: &str) -> Self {
         self.default_runtime_name = name.into();
+        self
+    }
+    /// Adds a router tier handler `name` (`io.containerd.NAME.v2`, the router's pod annotations):
+    /// containerd runs the router for it through a link `containerd-shim-NAME-v2` the harness
+    /// puts on its PATH, so the router knows the handler by the name it was started under.
+    pub fn tier_handler(mut self, name: &str) -> Self {
+        self.tier_handlers.push(name.to_string());
         self
     }
     /// Adds a runtime handler.
@@ -227,6 +237,23 @@ impl Containerd {
             handlers.push(router);
         }
         handlers.extend(opts.extra_handlers.iter().cloned());
+        // router tier handlers: the router under each handler's shim name
+        for name in &opts.tier_handlers {
+            let mut h = RuntimeHandler::router();
+            h.pod_annotations = opts.router_pod_annotations.clone();
+            h.name = name.clone();
+            h.runtime_type = format!("io.containerd.{name}.v2");
+            handlers.push(h);
+            let router = binaries::router_shim_path().ok_or_else(|| {
+                Error::io(
+                    format!("tier handler {name}"),
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "router shim not built"),
+                )
+            })?;
+            let link = paths.standin_dir.join(format!("containerd-shim-{name}-v2"));
+            std::os::unix::fs::symlink(&router, &link)
+                .map_err(|e| Error::io(format!("link {}", link.display()), e))?;
+        }
         let text = config::containerd_config(
             &Layout {
                 root: &paths.root,

@@ -152,6 +152,16 @@ impl PolicyText {
         self
     }
 
+    /// `[handlers.NAME]`: a runtime handler reserving `reserves`, served by `backend` when given.
+    pub fn handler(mut self, name: &str, reserves: &str, backend: Option<&str>) -> PolicyText {
+        self.0
+            .push_str(&format!("\n[handlers.{name}]\nreserves = \"{reserves}\"\n"));
+        if let Some(b) = backend {
+            self.0.push_str(&format!("backend = \"{b}\"\n"));
+        }
+        self
+    }
+
     /// `deny` with every rule of [`UNTRUSTED_DENY`].
     pub fn untrusted_deny(self) -> PolicyText {
         self.list("deny", &UNTRUSTED_DENY)
