@@ -33,8 +33,7 @@ fn handlers_policy(fx: &Fixture) -> String {
 async fn runs_on(
     fx: &Fixture,
     cri: &CriClient,
-    ns: &str,
-    name: &str,
+    (ns, name): (&str, &str),
     handler: &str,
     backend: &str,
     isolation: &str,
