@@ -129,8 +129,7 @@ async fn each_handler_reserves_a_tier_and_the_node_holds_pods_to_it() -> Result<
             runs_on(
                 &fx,
                 &cri,
-                "tenant-x",
-                "shop",
+                ("tenant-x", "shop"),
                 "router-vm",
                 "kata",
                 "vm",
@@ -143,8 +142,7 @@ async fn each_handler_reserves_a_tier_and_the_node_holds_pods_to_it() -> Result<
             runs_on(
                 &fx,
                 &cri,
-                "telemetry",
-                "raised",
+                ("telemetry", "raised"),
                 "router-vm",
                 "kata",
                 "vm",
@@ -155,8 +153,7 @@ async fn each_handler_reserves_a_tier_and_the_node_holds_pods_to_it() -> Result<
             runs_on(
                 &fx,
                 &cri,
-                "telemetry",
-                "plain",
+                ("telemetry", "plain"),
                 "",
                 "runc",
                 "container",
@@ -169,8 +166,7 @@ async fn each_handler_reserves_a_tier_and_the_node_holds_pods_to_it() -> Result<
             runs_on(
                 &fx,
                 &cri,
-                "hb-builtin",
-                "raised",
+                ("hb-builtin", "raised"),
                 "router-vm",
                 "kata",
                 "vm",
@@ -181,8 +177,7 @@ async fn each_handler_reserves_a_tier_and_the_node_holds_pods_to_it() -> Result<
             runs_on(
                 &fx,
                 &cri,
-                "hb-builtin",
-                "plain",
+                ("hb-builtin", "plain"),
                 "router",
                 "builtin-runc",
                 "container",
