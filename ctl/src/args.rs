@@ -200,6 +200,10 @@ pub struct InstallCli {
     /// (uninstall) restore even when the config changed since install.
     #[arg(long)]
     pub force: bool,
+    /// (install) The node policy whose [handlers] are registered (default: the host's
+    /// /etc/containerd/runtime-router.toml, else the embedded default).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl From<InstallCli> for crate::install::InstallArgs {
@@ -213,6 +217,7 @@ impl From<InstallCli> for crate::install::InstallArgs {
             pod_annotations: a.pod_annotations,
             keep_handlers: a.keep_handlers,
             restart_command: a.restart_command,
+            policy: a.config,
             force: a.force,
         }
     }

@@ -167,8 +167,34 @@ pub fn analyse(text: &str, policy: &Policy) -> Result<Report, String> {
             let Some(h) = h.as_table() else { continue };
             let runtime_type = str_at(h, "runtime_type").unwrap_or("").to_string();
             let runtime_path = str_at(h, "runtime_path").unwrap_or("");
-            let is_router = runtime_type == ROUTER_RUNTIME_TYPE
-                || runtime_path.rsplit('/').next() == Some(ROUTER_BINARY);
+            // the router itself, or the router under a tier handler's name (the policy's
+            // `[handlers]`: `io.containerd.<h>.v2`, or a runtime_path to `containerd-shim-<h>-v2`)
+            let file = runtime_path.rsplit('/').next().unwrap_or("");
+            let tier = policy.handlers.keys().find(|t| {
+                runtime_type == format!("io.containerd.{t}.v2")
+                    || file == format!("containerd-shim-{t}-v2")
+            });
+            let is_router =
+                runtime_type == ROUTER_RUNTIME_TYPE || file == ROUTER_BINARY || tier.is_some();
+            // the name the router will see (what it accounts the pod under) against the name
+            // Kubernetes reserved through (the RuntimeClass's handler)
+            let seen = tier.map(|t| t.to_string()).or_else(|| {
+                (runtime_type == ROUTER_RUNTIME_TYPE || file == ROUTER_BINARY)
+                    .then(|| crate::install::HANDLER.to_string())
+            });
+            if let Some(seen) = seen.filter(|s| !policy.handlers.is_empty() && s != name) {
+                r.errors.push(format!(
+                    "handler `{name}` runs the router as `{seen}`: pods a RuntimeClass sends through `{name}` are accounted as `{seen}`; use runtime_type = \"io.containerd.{name}.v2\" (routerctl install does)"
+                ));
+            } else if is_router
+                && !policy.handlers.is_empty()
+                && !policy.handlers.contains_key(name.as_str())
+            {
+                r.warnings.push(format!(
+                    "router handler `{name}` is not in the policy's [handlers]: pods through it reserve {} (unnamed_handler_reserves)",
+                    policy.unnamed_handler_reserves
+                ));
+            }
             let pod_annotations = h
                 .get("pod_annotations")
                 .and_then(|v| v.as_array())
@@ -233,6 +259,18 @@ pub fn analyse(text: &str, policy: &Policy) -> Result<Report, String> {
     }
     for h in &routers {
         check_annotations(h, policy, &mut r.warnings);
+    }
+    for (name, h) in &policy.handlers {
+        if !r
+            .handlers
+            .iter()
+            .any(|x| x.name == name.as_str() && x.is_router)
+        {
+            r.warnings.push(format!(
+                "the policy's handler `{name}` (reserves {}) is not registered in containerd: pods of RuntimeClass `{}` cannot start (routerctl install registers it)",
+                h.reserves, h.runtime_class
+            ));
+        }
     }
     Ok(r)
 }
@@ -423,5 +461,63 @@ version = 3
         let text = include_str!("../../deploy/containerd-config-v3.toml");
         let r = analyse(text, &policy()).unwrap_or_else(|e| panic!("{e}"));
         assert!(r.errors.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn tier_handlers_are_the_router_and_mismatches_are_reported() {
+        let pol = router_config::parse(
+            &format!("{POLICY}\n[handlers.router]\nreserves = \"container\"\n[handlers.router-vm]\nreserves = \"vm\"\n"),
+            std::path::Path::new("/p.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = |extra: &str| {
+            format!(
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"router\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.router]\n  runtime_type = \"io.containerd.router.v2\"\n  pod_annotations = [\"runtime-router.io/*\", \"io.katacontainers.*\"]\n{extra}"
+            )
+        };
+        let vm = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.router-vm]\n  runtime_type = \"io.containerd.router-vm.v2\"\n  pod_annotations = [\"runtime-router.io/*\", \"io.katacontainers.*\"]\n";
+        let r = analyse(&cfg(vm), &pol).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+        assert!(r.handlers.iter().all(|h| h.is_router), "{r:?}");
+        // (extra config, error or warning, text)
+        let cases = [
+            ("", false, "the policy's handler `router-vm` (reserves vm) is not registered"),
+            (
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.router-vm]\n  runtime_type = \"io.containerd.router.v2\"\n",
+                true,
+                "handler `router-vm` runs the router as `router`",
+            ),
+            (
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.router-vm]\n  runtime_path = \"/usr/local/bin/containerd-shim-router-vm-v2\"\n  runtime_type = \"io.containerd.x.v2\"\n  pod_annotations = [\"runtime-router.io/*\", \"io.katacontainers.*\"]\n",
+                false,
+                "",
+            ),
+            (
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.router-gpu]\n  runtime_type = \"io.containerd.router-gpu.v2\"\n",
+                true,
+                "handler `router-gpu` (runtime_type `io.containerd.router-gpu.v2`) bypasses the router",
+            ),
+        ];
+        for (extra, error, text) in cases {
+            let r = analyse(&cfg(extra), &pol).unwrap_or_else(|e| panic!("{e}"));
+            let found = if error { &r.errors } else { &r.warnings };
+            if text.is_empty() {
+                assert!(
+                    r.errors.is_empty() && r.warnings.is_empty(),
+                    "{extra}: {r:?}"
+                );
+            } else {
+                assert!(found.iter().any(|m| m.contains(text)), "{extra}: {r:?}");
+            }
+        }
+        // a router handler the table does not name: its reservation is the unnamed default
+        let extra = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.spare]\n  runtime_path = \"/usr/local/bin/containerd-shim-router-v2\"\n";
+        let r = analyse(&cfg(&format!("{vm}{extra}")), &pol).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            r.errors
+                .iter()
+                .any(|m| m.contains("handler `spare` runs the router as `router`")),
+            "{r:?}"
+        );
     }
 }

@@ -56,6 +56,9 @@ pub struct InstallArgs {
     pub keep_handlers: bool,
     pub restart_command: Option<String>,
     pub force: bool,
+    /// The node policy whose `[handlers]` are registered (default: the host's
+    /// `/etc/containerd/runtime-router.toml`, else the embedded default).
+    pub policy: Option<PathBuf>,
 }
 
 /// What install did, kept for uninstall.
@@ -69,6 +72,9 @@ struct State {
     config_written: String,
     /// Installed binaries: host path → digest.
     binaries: Vec<(String, String)>,
+    /// Links `containerd-shim-<handler>-v2` → `containerd-shim-router-v2`, as host paths.
+    #[serde(default)]
+    links: Vec<String>,
 }
 
 /// Why the config cannot be edited.
@@ -145,14 +151,27 @@ pub struct Registered {
     pub removed: Vec<String>,
 }
 
+/// The policy's tier handlers other than `router` itself: each is registered as
+/// `runtimes.<name>` with `runtime_type = "io.containerd.<name>.v2"`, served by a link
+/// `containerd-shim-<name>-v2` to the router.
+pub fn tier_handlers(policy: &router_config::Policy) -> Vec<String> {
+    policy
+        .handlers
+        .keys()
+        .filter(|h| h.as_str() != HANDLER)
+        .map(|h| h.to_string())
+        .collect()
+}
+
 /// Registers the router in containerd's config text: default handler `router`, the
-/// `runtimes.router` table, other handlers removed unless `keep_handlers`. Everything else in the
-/// file (comments, order, other plugins) is kept.
+/// `runtimes.router` table and one `runtimes.<name>` per tier handler, other handlers removed
+/// unless `keep_handlers`. Everything else in the file (comments, order, other plugins) is kept.
 pub fn register(
     text: &str,
     fallback_version: Option<i64>,
     pod_annotations: &[String],
     keep_handlers: bool,
+    tiers: &[String],
 ) -> Result<Registered, EditError> {
     let mut doc: DocumentMut = text
         .parse()
@@ -179,7 +198,7 @@ pub fn register(
         let others: Vec<String> = runtimes
             .iter()
             .map(|(k, _)| k.to_string())
-            .filter(|k| k != HANDLER)
+            .filter(|k| k != HANDLER && !tiers.contains(k))
             .collect();
         for k in others {
             runtimes.remove(&k);
@@ -201,6 +220,14 @@ pub fn register(
         ann.push(k);
     }
     router.insert("pod_annotations", toml_edit::value(ann));
+    for t in tiers {
+        let mut tier = router.clone();
+        tier.insert(
+            "runtime_type",
+            toml_edit::value(format!("io.containerd.{t}.v2")),
+        );
+        runtimes.insert(t, Item::Table(tier));
+    }
     runtimes.insert(HANDLER, Item::Table(router));
     let mut out = doc.to_string();
     if !out.ends_with('\n') {
@@ -267,6 +294,19 @@ fn config_host_path(a: &InstallArgs) -> String {
         .unwrap_or_else(|| "/etc/containerd/config.toml".to_string())
 }
 
+/// The policy install registers handlers from: `--config`, else the host's policy file, else
+/// the embedded default. A policy that does not validate stops the install (file:line).
+fn install_policy(a: &InstallArgs) -> Result<router_config::Policy, String> {
+    let on_node = on_host(&a.host_root, router_config::DEFAULT_POLICY_PATH);
+    let path = match &a.policy {
+        Some(p) => p.clone(),
+        None if on_node.exists() => on_node,
+        None => return Ok(router_config::embedded_default()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    router_config::parse(&text, &path).map_err(|e| e.to_string())
+}
+
 /// `routerctl install`.
 pub fn install(a: &InstallArgs) -> u8 {
     match try_install(a) {
@@ -300,9 +340,16 @@ fn try_install(a: &InstallArgs) -> Result<(), String> {
             .to_string(),
         None => String::new(),
     };
-    let reg = register(&text, a.config_version, &a.pod_annotations, a.keep_handlers)
-        .map_err(|e| format!("{}: {e}", cfg.display()))?;
-    let policy = router_config::embedded_default();
+    let policy = install_policy(a)?;
+    let tiers = tier_handlers(&policy);
+    let reg = register(
+        &text,
+        a.config_version,
+        &a.pod_annotations,
+        a.keep_handlers,
+        &tiers,
+    )
+    .map_err(|e| format!("{}: {e}", cfg.display()))?;
     let report = crate::containerd::analyse(&reg.text, &policy)
         .map_err(|e| format!("edited config: {e}"))?;
 
@@ -323,6 +370,28 @@ fn try_install(a: &InstallArgs) -> Result<(), String> {
         write_file(&on_host(root, &host), &bytes, 0o755)?;
         out!("installed {host} ({})", router_config::digest(&bytes));
         binaries.push((host, router_config::digest(&bytes)));
+    }
+    // one link per tier handler: containerd runs `containerd-shim-<handler>-v2`, the router
+    // reads the name it was started under
+    let mut links = Vec::new();
+    for t in &tiers {
+        let host = format!("{}/containerd-shim-{t}-v2", bin_dir.trim_end_matches('/'));
+        let p = on_host(root, &host);
+        match std::fs::read_link(&p) {
+            Ok(target) if target == Path::new(BINARIES[0]) => {}
+            Ok(_) | Err(_) if p.symlink_metadata().is_ok() => {
+                return Err(format!(
+                    "{host} exists and is not a link to {}: not replacing it",
+                    BINARIES[0]
+                ))
+            }
+            _ => {
+                std::os::unix::fs::symlink(BINARIES[0], &p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                out!("linked {host} -> {}", BINARIES[0]);
+            }
+        }
+        links.push(host);
     }
 
     // 3. config + state (the original is saved once, before the first edit)
@@ -351,6 +420,9 @@ fn try_install(a: &InstallArgs) -> Result<(), String> {
             reg.version,
             report.plugin
         );
+        for t in &tiers {
+            out!("registered tier handler `{t}` (runtime_type io.containerd.{t}.v2)");
+        }
     }
     for r in &reg.removed {
         out!("removed runtime handler `{r}` (it would bypass the router)");
@@ -363,6 +435,7 @@ fn try_install(a: &InstallArgs) -> Result<(), String> {
         config_existed,
         config_written: router_config::digest(reg.text.as_bytes()),
         binaries,
+        links,
     };
     let json = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
     write_file(&state_path, &json, 0o644)?;
@@ -443,6 +516,17 @@ fn try_uninstall(a: &InstallArgs) -> Result<(), String> {
             Err(_) => {}
         }
     }
+    for host in &state.links {
+        let p = on_host(root, host);
+        match std::fs::read_link(&p) {
+            Ok(target) if target == Path::new(BINARIES[0]) => {
+                std::fs::remove_file(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                out!("removed {host}");
+            }
+            Ok(_) => out!("warning: {host} changed since install: left in place"),
+            Err(_) => {}
+        }
+    }
     let features = root.join(FEATURES_FILE);
     if std::fs::remove_file(&features).is_ok() {
         out!("removed /{FEATURES_FILE}");
@@ -497,7 +581,7 @@ root = "/var/lib/containerd"
 
     #[test]
     fn v2_registers_router_and_keeps_the_rest() {
-        let r = register(V2, None, &[], false).unwrap();
+        let r = register(V2, None, &[], false, &[]).unwrap();
         assert_eq!(r.version, 2);
         assert_eq!(r.removed, ["runc"]);
         let rep = crate::containerd::analyse(&r.text, &policy()).unwrap();
@@ -514,7 +598,7 @@ root = "/var/lib/containerd"
         }
         assert!(!r.text.contains("SystemdCgroup"), "{}", r.text);
         // idempotent
-        let again = register(&r.text, None, &[], false).unwrap();
+        let again = register(&r.text, None, &[], false, &[]).unwrap();
         assert_eq!(again.text, r.text);
         assert!(again.removed.is_empty());
     }
@@ -525,7 +609,7 @@ root = "/var/lib/containerd"
             "runtime-router.io/*".to_string(),
             "io.katacontainers.*".to_string(),
         ];
-        let r = register(V3, None, &ann, false).unwrap();
+        let r = register(V3, None, &ann, false, &[]).unwrap();
         assert_eq!(r.version, 3);
         assert_eq!(r.removed, ["runc", "kata"]);
         let rep = crate::containerd::analyse(&r.text, &policy()).unwrap();
@@ -539,28 +623,28 @@ root = "/var/lib/containerd"
         assert_eq!(router["runtime_type"].as_str(), Some(ROUTER_RUNTIME_TYPE));
         assert_eq!(router["pod_annotations"].as_array().map(Vec::len), Some(2));
         // keep_handlers leaves bypasses (reported by analyse)
-        let r = register(V3, None, &[], true).unwrap();
+        let r = register(V3, None, &[], true, &[]).unwrap();
         let rep = crate::containerd::analyse(&r.text, &policy()).unwrap();
         assert_eq!(rep.errors.len(), 2, "{rep:?}");
     }
 
     #[test]
     fn empty_and_unsupported_configs() {
-        assert!(register("", None, &[], false).is_err());
-        let r = register("", Some(3), &[], false).unwrap();
+        assert!(register("", None, &[], false, &[]).is_err());
+        let r = register("", Some(3), &[], false, &[]).unwrap();
         assert!(r.text.starts_with("version = 3\n"), "{}", r.text);
         assert!(crate::containerd::analyse(&r.text, &policy())
             .unwrap()
             .errors
             .is_empty());
-        let e = register("root = \"/x\"\n", None, &[], false).unwrap_err();
+        let e = register("root = \"/x\"\n", None, &[], false, &[]).unwrap_err();
         assert!(e.to_string().contains("version 1"), "{e}");
-        let e = register("version = 1\n", None, &[], false).unwrap_err();
+        let e = register("version = 1\n", None, &[], false, &[]).unwrap_err();
         assert!(e.to_string().contains("version 1"), "{e}");
-        assert!(register("version = = 2", None, &[], false).is_err());
+        assert!(register("version = = 2", None, &[], false, &[]).is_err());
         let inline =
             "version = 2\nplugins = { \"io.containerd.grpc.v1.cri\" = { containerd = {} } }\n";
-        let e = register(inline, None, &[], false).unwrap_err();
+        let e = register(inline, None, &[], false, &[]).unwrap_err();
         assert!(e.to_string().contains("inline table"), "{e}");
     }
 }

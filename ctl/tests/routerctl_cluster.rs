@@ -307,6 +307,17 @@ fn install_and_uninstall_a_containerd_2_node() {
     let root = d.path().join("host");
     let cfg = root.join("etc/containerd/config.toml");
     write(&cfg, V3);
+    // the node's policy names two tier handlers beside `router`
+    let policy = PolicyText::new("provider")
+        .runc()
+        .gvisor()
+        .tenant("provider", &["kube-system"], "runc")
+        .handler("router", "container", None)
+        .handler("router-sandbox", "sandbox", None)
+        .handler("router-gvisor", "sandbox", Some("gvisor"))
+        .to_string()
+        .replace("{dir}", "/var/log/rr");
+    write(&root.join("etc/containerd/runtime-router.toml"), &policy);
     // small stand-ins for the (200 MB debug) binaries: what is checked is the copy
     let bins = d.path().join("image-bin");
     for b in ["containerd-shim-router-v2", "routerctl"] {
@@ -338,6 +349,23 @@ fn install_and_uninstall_a_containerd_2_node() {
         "{installed}"
     );
     assert!(!installed.contains("runtimes.runc"), "{installed}");
+    // one runtime per tier handler, each the router under its own name
+    for t in ["router-gvisor", "router-sandbox"] {
+        assert!(
+            installed.contains(&format!("[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{t}]\nruntime_type = \"io.containerd.{t}.v2\""))
+                || installed.contains(&format!("runtimes.{t}]\n  runtime_type = \"io.containerd.{t}.v2\"")),
+            "{t}:\n{installed}"
+        );
+        let link = root.join(format!("usr/local/bin/containerd-shim-{t}-v2"));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display())),
+            Path::new("containerd-shim-router-v2")
+        );
+        assert!(
+            out.contains(&format!("linked /usr/local/bin/containerd-shim-{t}-v2")),
+            "{out}"
+        );
+    }
     for b in ["containerd-shim-router-v2", "routerctl"] {
         assert_eq!(
             read(&root.join("usr/local/bin").join(b)),
@@ -346,9 +374,11 @@ fn install_and_uninstall_a_containerd_2_node() {
     }
     assert_eq!(read(&marker), b"restarted\n");
     // the result passes `check`: the router is the only handler and the default
-    let (code, out, err) = routerctl(&["check", "--containerd-config", &s(&cfg)]);
+    let node_policy = s(&root.join("etc/containerd/runtime-router.toml"));
+    let (code, out, err) = routerctl(&["check", &node_policy, "--containerd-config", &s(&cfg)]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("every pod goes through the router"), "{out}");
+    assert!(!out.contains("warning"), "{out}");
     // running it again changes nothing and does not restart containerd
     let (code, out, err) = routerctl(&install);
     assert_eq!(code, 0, "{out}{err}");
@@ -371,6 +401,10 @@ fn install_and_uninstall_a_containerd_2_node() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(read(&cfg), V3.as_bytes(), "not restored byte for byte");
     assert!(!root.join("usr/local/bin/routerctl").exists());
+    for t in ["router-gvisor", "router-sandbox"] {
+        let link = root.join(format!("usr/local/bin/containerd-shim-{t}-v2"));
+        assert!(link.symlink_metadata().is_err(), "{} left", link.display());
+    }
     assert!(!root
         .join("etc/kubernetes/node-feature-discovery/features.d/runtime-router")
         .exists());
@@ -380,7 +414,7 @@ fn install_and_uninstall_a_containerd_2_node() {
         .unwrap_or_else(|e| panic!("{e}"))
         .map(|e| e.map(|e| e.file_name()))
         .collect();
-    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left.len(), 2, "config and policy only: {left:?}");
 
     // an edit after install is not overwritten without --force
     let (code, _, _) = routerctl(&["install", "--host-root", &s(&root), "--from", &s(&bins)]);

@@ -2,7 +2,10 @@
 //! containerd serves pods with plain runc; `routerctl install --host-root` (the host root's
 //! `etc/containerd` is the harness's config dir) registers the router, containerd restarts,
 //! the pod started before the restart still runs, a new pod is routed; `routerctl uninstall`
-//! restores the original config byte for byte and containerd comes back on runc.
+//! restores the original config byte for byte and containerd comes back on runc. The policy
+//! names a tier handler (`router-sandbox`) beside `router`: install registers it (a runtime
+//! `io.containerd.router-sandbox.v2` and a link `containerd-shim-router-sandbox-v2`), containerd
+//! loads it, and uninstall removes both; on 1.6 (config version 2) and on 2.x (version 3).
 //! (The config version 3 edit is tested in ctl/tests/routerctl_cluster.rs.)
 
 mod support;
@@ -10,13 +13,15 @@ mod support;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
-use router_integration::{ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler};
+use router_integration::{
+    ContainerSpec, Containerd, ContainerdOptions, PolicyText, RuntimeHandler,
+};
 use support::cluster::*;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_on_containerd_1_6_then_uninstall_restores_byte_for_byte() -> Result<()> {
-    let mut opts = ContainerdOptions::with_policy(builtin_policy())
+    let mut opts = ContainerdOptions::with_policy(policy_with_handlers())
         .default_runtime("runc")
         .handler(RuntimeHandler::runc("runc"));
     opts.router_handler = false;
@@ -25,6 +30,15 @@ async fn install_on_containerd_1_6_then_uninstall_restores_byte_for_byte() -> Re
     r.map_err(|e| anyhow::anyhow!(h.failure_report(&e)))?;
     h.shutdown().await?;
     Ok(())
+}
+
+/// The cluster suites' policy with a tier handler beside `router`.
+fn policy_with_handlers() -> String {
+    PolicyText::after(builtin_policy())
+        .gvisor()
+        .handler("router", "container", None)
+        .handler("router-sandbox", "sandbox", None)
+        .to_string()
 }
 
 fn routerctl_ok(args: &[&std::ffi::OsStr]) -> Result<String> {
@@ -71,16 +85,33 @@ async fn run(h: &mut Containerd, config_version: &str) -> Result<()> {
     for b in ["containerd-shim-router-v2", "routerctl"] {
         std::fs::copy("/bin/true", image_bin.join(b))?;
     }
+    let policy = h.policy_path().context("policy")?.to_owned();
     let out = routerctl_ok(&[
         "install".as_ref(),
         "--host-root".as_ref(),
         host.as_os_str(),
         "--from".as_ref(),
         image_bin.as_os_str(),
+        "--config".as_ref(),
+        policy.as_os_str(),
     ])?;
     ensure!(out.contains(config_version), "{out}");
     ensure!(out.contains("removed runtime handler `runc`"), "{out}");
-    let policy = h.policy_path().context("policy")?.to_owned();
+    ensure!(
+        out.contains("registered tier handler `router-sandbox`"),
+        "{out}"
+    );
+    let link = host.join("usr/local/bin/containerd-shim-router-sandbox-v2");
+    ensure!(
+        std::fs::read_link(&link)? == std::path::Path::new("containerd-shim-router-v2"),
+        "{}",
+        link.display()
+    );
+    let text = std::fs::read_to_string(&cfg)?;
+    ensure!(
+        text.contains("runtime_type = \"io.containerd.router-sandbox.v2\""),
+        "{text}"
+    );
     let check = routerctl_ok(&[
         "check".as_ref(),
         policy.as_os_str(),
@@ -122,6 +153,7 @@ async fn run(h: &mut Containerd, config_version: &str) -> Result<()> {
         "config not restored byte for byte"
     );
     ensure!(!host.join("usr/local/bin/routerctl").exists());
+    ensure!(link.symlink_metadata().is_err(), "{} left", link.display());
     h.restart().await.context("restart after uninstall")?;
     let cri = h.cri();
     ensure!(
@@ -166,7 +198,7 @@ async fn install_on_containerd_2_x_config_version_3_then_uninstall_restores_byte
         );
         return Ok(());
     }
-    let mut opts = ContainerdOptions::with_policy(builtin_policy())
+    let mut opts = ContainerdOptions::with_policy(policy_with_handlers())
         .default_runtime("runc")
         .handler(RuntimeHandler::runc("runc"));
     opts.router_handler = false;
