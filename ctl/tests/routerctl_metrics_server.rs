@@ -187,12 +187,19 @@ fn paths_methods_and_content_types() {
 
 /// Memory of the `--listen` process after 1,000 and after 100,000 lines (20,000 pods): the
 /// counters hold kinds, not pods, so PSS and private dirty stay within a few hundred KiB.
+/// The process runs a private copy of routerctl: PSS splits a shared page between the processes
+/// that map it, so with the test binary's routerctl shared by the other tests' servers, one
+/// exiting between the two readings would raise this one's PSS by its share of the text.
 #[test]
 fn memory_stays_flat_from_1000_to_100000_lines() {
     let d = tempfile::tempdir().unwrap();
     let log = d.path().join("decisions.jsonl");
     write_lines(&log, 0, 1000);
-    let srv = MetricsServer::start(&log, &["--interval-ms", "50"]);
+    let own = d.path().join("routerctl-memory");
+    std::fs::copy(env!("CARGO_BIN_EXE_routerctl"), &own).unwrap();
+    // written back first: a freshly written page mapped by one process counts as private dirty
+    std::fs::File::open(&own).unwrap().sync_all().unwrap();
+    let srv = MetricsServer::start_binary(&own, &log, &["--interval-ms", "50"]);
     // a scrape after the lines are read: every code path has run once
     let settle = |want: u64| {
         for _ in 0..600 {

@@ -40,8 +40,17 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Starts it on `audit_log` with extra `args`; waits for its "serving http://…" line.
     pub fn start(audit_log: &std::path::Path, args: &[&str]) -> MetricsServer {
+        Self::start_binary(env!("CARGO_BIN_EXE_routerctl").as_ref(), audit_log, args)
+    }
+
+    /// [`MetricsServer::start`] running `binary` (a copy of routerctl).
+    pub fn start_binary(
+        binary: &std::path::Path,
+        audit_log: &std::path::Path,
+        args: &[&str],
+    ) -> MetricsServer {
         use std::io::BufRead as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_routerctl"))
+        let mut child = Command::new(binary)
             .arg("metrics")
             .arg("--audit-log")
             .arg(audit_log)
