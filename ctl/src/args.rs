@@ -101,6 +101,10 @@ pub struct ExplainArgs {
     /// The containerd namespace (tasks without CRI annotations).
     #[arg(long, value_name = "NS")]
     pub containerd_namespace: Option<String>,
+    /// The runtime handler the pod comes through (its RuntimeClass's `handler`; default: the
+    /// router's own, `router`).
+    #[arg(long, value_name = "NAME", default_value = "router")]
+    pub handler: String,
 }
 
 /// `routerctl policy` subcommands.

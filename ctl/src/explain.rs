@@ -94,6 +94,21 @@ pub fn run(a: &ExplainArgs) -> u8 {
     // the one host fact a spec's meaning depends on: an empty AppArmor profile is unconfined
     // where the kernel enforces AppArmor
     inputs.host.apparmor_enabled = host::apparmor_enabled();
+    inputs.handler = Some(a.handler.clone());
+    if !policy.handlers.is_empty() {
+        let (reserves, entry) = policy.handler_reserves(Some(&a.handler));
+        match entry {
+            Some(h) => out!(
+                "handler:   {} (RuntimeClass {}, reserves {reserves})",
+                h.name,
+                h.runtime_class
+            ),
+            None => out!(
+                "handler:   {} (not in the policy's [handlers]: reserves {reserves})",
+                a.handler
+            ),
+        }
+    }
     if let (Some(ns), Some(_)) = (&a.namespace, &a.bundle) {
         // kubelet's namespace, as containerd would write it
         inputs.k8s_namespace = Some(ns.clone());

@@ -409,3 +409,61 @@ pod_security = "restricted"
         }
     }
 }
+
+#[test]
+fn explain_takes_the_runtime_handler() {
+    let d = Dir::new();
+    let text = PolicyText::after(policy())
+        .handler("router", "container", None)
+        .handler("router-vm", "vm", Some("kata"))
+        .to_string();
+    let p = d.write("handlers.toml", &text);
+    let p = p.to_string_lossy();
+    // (namespace, --handler, exit, stdout parts)
+    let cases: [(&str, Option<&str>, i32, &[&str]); 5] = [
+        (
+            "shop",
+            None,
+            1,
+            &[
+                "handler:   router (RuntimeClass router, reserves container)",
+                "rule:      handler",
+                "runtime handler `router` reserves only container: use RuntimeClass `router-vm`",
+            ],
+        ),
+        (
+            "shop",
+            Some("router-vm"),
+            0,
+            &["isolation: vm", "reserves vm: covers tier vm"],
+        ),
+        (
+            "kube-system",
+            Some("router-vm"),
+            0,
+            &[
+                "tenant:    provider",
+                "isolation: vm",
+                "raises isolation from container to vm",
+            ],
+        ),
+        ("kube-system", None, 0, &["isolation: container"]),
+        (
+            "kube-system",
+            Some("gpu"),
+            0,
+            &["handler:   gpu (not in the policy's [handlers]: reserves container)"],
+        ),
+    ];
+    for (ns, handler, code_want, parts) in cases {
+        let mut args = vec!["explain", "--config", &p, "--namespace", ns];
+        if let Some(h) = handler {
+            args.extend(["--handler", h]);
+        }
+        let (code, out, err) = routerctl(&args);
+        assert_eq!(code, code_want, "{ns} {handler:?}: {out}{err}");
+        for part in parts {
+            assert!(out.contains(part), "{ns} {handler:?}: {part}\n{out}");
+        }
+    }
+}
