@@ -478,6 +478,58 @@ async fn bench_gvisor(b: &mut Bench) -> Result<()> {
     Ok(())
 }
 
+/// Per-pod memory of a tier: the pod's shim daemon (the router's built-in backend) and every
+/// process below it (for gVisor: runsc's sandbox (the sentry, which runs the pod's processes),
+/// its gofer and ptrace stubs; for runc: pause and the container), PSS and private dirty summed
+/// per pod. Pods are held together, one sleeping container each. This is what a RuntimeClass's
+/// overhead has to cover beyond the containers' own requests.
+async fn bench_overhead(b: &mut Bench, pods: usize) -> Result<()> {
+    b.route_bench_to("runc")?;
+    b.host_network = false;
+    let mut rows = Vec::new();
+    for (tier, ns) in [("sandbox (gVisor)", NS_GVISOR), ("container (runc)", NS)] {
+        let mut held = Vec::new();
+        let mut per_pod = Vec::new();
+        for _ in 0..pods {
+            let before: Vec<i32> = shims_by_kind(&b.h).0.iter().map(|p| p.pid).collect();
+            held.push(b.pod_start(ROUTER_HANDLER, ns).await?.1);
+            let shim = shims_by_kind(&b.h)
+                .0
+                .into_iter()
+                .find(|p| !before.contains(&p.pid))
+                .context("the new pod's shim")?;
+            per_pod.push(shim.pid);
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let procs = router_integration::procs::list();
+        let (mut pss, mut dirty, mut count) = (Vec::new(), Vec::new(), 0);
+        for shim in per_pod {
+            let tree = router_integration::procs::with_descendants(&[shim], &procs);
+            count = tree.len();
+            let (mut p, mut d) = (0, 0);
+            for pid in tree {
+                let (a, c) = memory_of(pid).unwrap_or((0, 0));
+                p += a;
+                d += c;
+            }
+            pss.push(p as f64 / 1024.0);
+            dirty.push(d as f64 / 1024.0);
+        }
+        rows.push((tier, count, percentile(&pss, 50.0), percentile(&pss, 90.0), percentile(&dirty, 50.0)));
+        for pod in held {
+            b.remove(&pod).await?;
+        }
+    }
+    b.host_network = true;
+    println!("\n### per-pod memory by tier ({pods} pods held per tier, one sleeping container each)\n");
+    println!("| tier | processes per pod | PSS p50 (MiB) | PSS p90 (MiB) | private dirty p50 (MiB) |");
+    println!("|---|---|---|---|---|");
+    for (tier, count, p50, p90, d50) in rows {
+        println!("| {tier} | {count} | {p50:.1} | {p90:.1} | {d50:.1} |");
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let mut modes = Vec::new();
@@ -491,9 +543,9 @@ async fn main() -> Result<()> {
             }
             // cargo bench passes --bench to every bench target.
             "--bench" => {}
-            "handoff" | "builtin" | "memory" | "scale" | "gvisor" => modes.push(a),
+            "handoff" | "builtin" | "memory" | "scale" | "gvisor" | "overhead" => modes.push(a),
             "all" => modes.extend(["handoff", "builtin", "memory", "scale", "gvisor"].map(String::from)),
-            other => bail!("unknown argument `{other}` (modes: handoff builtin memory scale gvisor all; --iterations N)"),
+            other => bail!("unknown argument `{other}` (modes: handoff builtin memory scale gvisor overhead all; --iterations N)"),
         }
     }
     if modes.is_empty() {
@@ -515,6 +567,7 @@ async fn main() -> Result<()> {
             "memory" => bench_memory(&mut b, 20).await,
             "scale" => bench_scale(&mut b, 50, 8).await,
             "gvisor" => bench_gvisor(&mut b).await,
+            "overhead" => bench_overhead(&mut b, 5).await,
             _ => Ok(()),
         };
         if let Err(e) = r {
