@@ -18,6 +18,12 @@ for bin in containerd-shim-router-v2 routerctl; do
     install -m 0755 "$target/$bin" "$prefix/$bin"
 done
 
+# the tier handlers of deploy/runtime-router.toml's [handlers] (containerd-config.toml registers
+# them): containerd runs containerd-shim-<handler>-v2, the router reads the name
+for handler in router-sandbox router-vm; do
+    ln -sfn containerd-shim-router-v2 "$prefix/containerd-shim-$handler-v2"
+done
+
 install -d -m 0755 /etc/containerd /var/log/runtime-router
 if [ -e "$policy" ]; then
     echo "keeping existing policy $policy"

@@ -515,14 +515,24 @@ async fn bench_overhead(b: &mut Bench, pods: usize) -> Result<()> {
             pss.push(p as f64 / 1024.0);
             dirty.push(d as f64 / 1024.0);
         }
-        rows.push((tier, count, percentile(&pss, 50.0), percentile(&pss, 90.0), percentile(&dirty, 50.0)));
+        rows.push((
+            tier,
+            count,
+            percentile(&pss, 50.0),
+            percentile(&pss, 90.0),
+            percentile(&dirty, 50.0),
+        ));
         for pod in held {
             b.remove(&pod).await?;
         }
     }
     b.host_network = true;
-    println!("\n### per-pod memory by tier ({pods} pods held per tier, one sleeping container each)\n");
-    println!("| tier | processes per pod | PSS p50 (MiB) | PSS p90 (MiB) | private dirty p50 (MiB) |");
+    println!(
+        "\n### per-pod memory by tier ({pods} pods held per tier, one sleeping container each)\n"
+    );
+    println!(
+        "| tier | processes per pod | PSS p50 (MiB) | PSS p90 (MiB) | private dirty p50 (MiB) |"
+    );
     println!("|---|---|---|---|---|");
     for (tier, count, p50, p90, d50) in rows {
         println!("| {tier} | {count} | {p50:.1} | {p90:.1} | {d50:.1} |");

@@ -53,6 +53,14 @@ pub enum Command {
     /// List the pods this node runs through the router, from its decision records: Kubernetes
     /// namespace, pod, tenant, backend, tier and age.
     Pods(PodsArgs),
+    /// Print admission policies generated from the node policy (a MutatingAdmissionPolicy that
+    /// sets runtimeClassName from the namespace, a ValidatingAdmissionPolicy that rejects a class
+    /// reserving less than the tenant's tier, and their bindings) as a JSON List for kubectl.
+    Admission {
+        /// The policy file (default: $RUNTIME_ROUTER_CONFIG or /etc/containerd/runtime-router.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// (DaemonSet) copy the binaries under the host root, register the router as containerd's
     /// default handler (config version 2 or 3, the rest of the file kept), optionally restart
     /// containerd.

@@ -459,8 +459,18 @@ version = 3
     #[test]
     fn shipped_v3_snippet_is_clean() {
         let text = include_str!("../../deploy/containerd-config-v3.toml");
-        let r = analyse(text, &policy()).unwrap_or_else(|e| panic!("{e}"));
-        assert!(r.errors.is_empty(), "{r:?}");
+        let pol = router_config::parse(
+            include_str!("../../deploy/runtime-router.toml"),
+            std::path::Path::new("deploy/runtime-router.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let r = analyse(text, &pol).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+        assert_eq!(
+            r.handlers.iter().filter(|h| h.is_router).count(),
+            3,
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ macro_rules! out {
     }};
 }
 
+mod admission;
 mod args;
 mod check;
 mod containerd;
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
             usize::try_from(a.max_connections).unwrap_or(usize::MAX),
         ),
         Command::Pods(a) => pods::run(a.state_dir.as_deref(), a.output == "json"),
+        Command::Admission { config } => admission::run(config.as_deref()),
         Command::Install(a) => install::install(&a.into()),
         Command::Uninstall(a) => install::uninstall(&a.into()),
         Command::Completions { shell } => {

@@ -467,3 +467,22 @@ fn explain_takes_the_runtime_handler() {
         }
     }
 }
+
+#[test]
+fn admission_prints_a_list_for_kubectl_or_names_what_is_missing() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/runtime-router.toml");
+    let (code, out, err) = routerctl(&["admission", "--config", &deploy.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    let list: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (list["apiVersion"].as_str(), list["kind"].as_str()),
+        (Some("v1"), Some("List"))
+    );
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(4), "{out}");
+    let d = Dir::new();
+    let p = d.write("bare.toml", &policy());
+    let (code, out, err) = routerctl(&["admission", "--config", &p.to_string_lossy()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("the policy has no [handlers]"), "{err}");
+}

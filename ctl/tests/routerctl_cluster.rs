@@ -495,4 +495,26 @@ fn deploy_manifests_policy_is_valid_and_classes_use_the_feature_labels() {
         let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{l}"));
         assert!(classes.contains(&format!("{k}: \"{v}\"")), "{l}");
     }
+    // one class per handler of the policy: named as the handler's runtime_class, naming the
+    // handler, selecting the tier the handler reserves, with overhead above the container tier
+    let pol = router_config::parse(&policy, &p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pol.handlers.len(), 3);
+    let docs: Vec<&str> = classes.split("\n---\n").collect();
+    assert_eq!(docs.len(), 3, "{classes}");
+    for h in pol.handlers.values() {
+        let doc = docs
+            .iter()
+            .find(|d| d.contains(&format!("\n  name: {}\n", h.runtime_class)))
+            .unwrap_or_else(|| panic!("no RuntimeClass {}", h.runtime_class));
+        assert!(doc.contains(&format!("\nhandler: {}\n", h.name)), "{doc}");
+        assert!(
+            doc.contains(&format!("runtime-router.io/tier.{}: \"true\"", h.reserves)),
+            "{doc}"
+        );
+        assert_eq!(
+            doc.contains("podFixed:"),
+            h.reserves != router_config::Isolation::Container,
+            "{doc}"
+        );
+    }
 }
