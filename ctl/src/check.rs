@@ -181,9 +181,38 @@ fn print_policy(p: &Policy) {
         ],
         &rows,
     );
+    if p.handlers.is_empty() {
+        out!("\nhandlers: (none: no handler accounting; docs/handlers.md)");
+    } else {
+        out!("\nhandlers:");
+        let rows: Vec<Vec<String>> = p
+            .handlers
+            .values()
+            .map(|h| {
+                vec![
+                    h.name.to_string(),
+                    h.reserves.to_string(),
+                    h.backend.as_deref().unwrap_or("-").to_string(),
+                    h.runtime_class.to_string(),
+                ]
+            })
+            .collect();
+        print_table(&["HANDLER", "RESERVES", "RAISES_TO", "RUNTIME_CLASS"], &rows);
+        let tiers: Vec<String> = p.unaccounted_tiers.iter().map(|t| t.to_string()).collect();
+        out!(
+            "unnamed_handler_reserves: {}; unaccounted_tiers: {}",
+            p.unnamed_handler_reserves,
+            list(&tiers)
+        );
+    }
     out!("\nallowed_host_paths: {}", list(&p.allowed_host_paths));
     match &p.audit_log {
-        Some(a) => out!("audit_log: {}", a.display()),
+        Some(a) => out!(
+            "audit_log: {} (rotated at {} bytes, {} kept)",
+            a.display(),
+            p.audit_log_max_bytes,
+            p.audit_log_keep
+        ),
         None => out!("audit_log: (none)"),
     }
 }
