@@ -58,7 +58,7 @@ if [ "$test_status" -eq 0 ]; then
             1.*) suites=(--test harness_smoke --test handoff_routing --test handoff_policy
                          --test handoff_restart --test handoff_replies --test security_attacks
                          --test security_floor --test builtin_lifecycle --test builtin_faults
-                         --test builtin_removal --test pod_security) ;;
+                         --test builtin_removal --test pod_security --test handoff_handlers) ;;
             *) suites=() ;; # every e2e suite of the crate
         esac
         step "e2e suites on containerd $version (${suites[*]:-all})"
