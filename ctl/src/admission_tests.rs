@@ -9,48 +9,37 @@ use std::path::Path;
 use cel_interpreter::{Context, Program, Value};
 use k8s_openapi::api::admissionregistration::v1 as ar;
 use proptest::prelude::*;
+use router_integration::PolicyText;
 use serde_json::json;
 
 use super::*;
 
-const POLICY: &str = r#"
-version = 1
-default_tenant = "untrusted"
-unaccounted_tiers = ["sandbox"]
-[backends.runc]
-kind = "builtin"
-runtime = "/usr/sbin/runc"
-isolation = "container"
-[backends.gvisor]
-kind = "builtin"
-runtime = "/usr/bin/runsc"
-isolation = "sandbox"
-[backends.kata]
-kind = "shim"
-binary = "containerd-shim-kata-v2"
-isolation = "vm"
-[tenants.provider]
-namespaces = ["kube-system", "telemetry", "sdewan-*"]
-backend = "runc"
-[tenants.batch]
-namespaces = ["batch-*", "sdewan-edge-?"]
-backend = "gvisor"
-[tenants.shop]
-namespaces = ["shop", "shop-*", "s*"]
-backend = "kata"
-[tenants.untrusted]
-backend = "kata"
-[handlers.router]
-reserves = "container"
-[handlers.router-sandbox]
-reserves = "sandbox"
-runtime_class = "sandboxed"
-[handlers.router-vm]
-reserves = "vm"
-"#;
+/// Tenants with exact names and globs that compete (`sdewan-edge-?` against `sdewan-*`, `s*`
+/// against `shop-*`), one per tier, three handlers, sandbox accepted unaccounted.
+fn policy_text() -> String {
+    PolicyText::bare("untrusted")
+        .list("unaccounted_tiers", &["sandbox"])
+        .runc()
+        .gvisor()
+        .shim("kata", "containerd-shim-kata-v2", &[], "vm")
+        .tenant(
+            "provider",
+            &["kube-system", "telemetry", "sdewan-*"],
+            "runc",
+        )
+        .tenant("batch", &["batch-*", "sdewan-edge-?"], "gvisor")
+        .tenant("shop", &["shop", "shop-*", "s*"], "kata")
+        .tenant("untrusted", &[], "kata")
+        .handler("router", "container", None)
+        .handler("router-sandbox", "sandbox", None)
+        .key("runtime_class", "sandboxed")
+        .handler("router-vm", "vm", None)
+        .into()
+}
 
 fn policy() -> Policy {
-    router_config::parse(POLICY, Path::new("/t/policy.toml")).unwrap_or_else(|e| panic!("{e}"))
+    router_config::parse(&policy_text(), Path::new("/t/policy.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What the policies' CEL makes of one Pod.
@@ -291,7 +280,8 @@ fn weaker_classes_are_rejected_with_the_nodes_message_stronger_ones_kept() {
 
 #[test]
 fn policies_without_handlers_or_classes_are_errors() {
-    let text = POLICY.split("[handlers.router]").next().unwrap_or_default();
+    let full = policy_text();
+    let text = full.split("\n[handlers.router]").next().unwrap_or_default();
     let bare = router_config::parse(text, Path::new("/t/p.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(objects(&bare), Err(AdmissionError::NoHandlers)));
     let no_vm = format!("{text}[handlers.router]\nreserves = \"container\"\n");

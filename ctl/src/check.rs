@@ -197,7 +197,10 @@ fn print_policy(p: &Policy) {
                 ]
             })
             .collect();
-        print_table(&["HANDLER", "RESERVES", "RAISES_TO", "RUNTIME_CLASS"], &rows);
+        print_table(
+            &["HANDLER", "RESERVES", "RAISES_TO", "RUNTIME_CLASS"],
+            &rows,
+        );
         let tiers: Vec<String> = p.unaccounted_tiers.iter().map(|t| t.to_string()).collect();
         out!(
             "unnamed_handler_reserves: {}; unaccounted_tiers: {}",
