@@ -40,7 +40,7 @@ if [ "$test_status" -eq 0 ]; then
     ROUTER_BIN_DIR="$(cargo metadata --format-version 1 --no-deps |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release" \
         ROUTER_E2E_TRUSTED_TIER=builtin cargo test -p router-e2e --no-fail-fast \
-        --test handoff_routing --test handoff_policy --test handoff_restart \
+        --test handoff_routing --test handoff_policy --test handoff_restart --test handoff_handlers \
         -- --test-threads=2 2>&1 | tee -a "$test_log"
     test_status=${PIPESTATUS[0]}
 fi
