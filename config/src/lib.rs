@@ -4,6 +4,7 @@
 //! default path, and falls back to the embedded default only when that file does not exist.
 //! Anything else that goes wrong is an error: the caller refuses the pod (fail closed).
 
+pub mod auditfiles;
 mod cache;
 mod codec;
 mod error;

@@ -15,6 +15,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use router_config::auditfiles::{lock_path, rotated_path};
 use serde::Serialize;
 
 /// Where the audit goes when the policy names no `audit_log`.
@@ -89,20 +90,6 @@ impl Default for Cap {
     }
 }
 
-/// `<log>.lock`: the lock every writer and the metrics follower take around a rotation.
-pub fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
-/// `<log>.<n>`: the n-th newest rotated file.
-pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(format!(".{n}"));
-    PathBuf::from(p)
-}
-
 fn open_append(path: &Path) -> io::Result<std::fs::File> {
     OpenOptions::new()
         .append(true)
@@ -167,36 +154,33 @@ pub fn append(path: &Path, cap: Cap, entry: &AuditEntry) -> Result<(), AuditErro
                 .map_err(io_err)?;
         }
     }
-    if cap.max_bytes == 0 {
-        return open_append(path)
-            .and_then(|mut f| f.write_all(&line))
-            .map_err(io_err);
-    }
-    let lock_file = open_append(&lock_path(path)).map_err(|source| AuditError::Io {
-        path: lock_path(path),
-        source,
-    })?;
-    // held until the line is written; dropped (unlocked) on every path out
-    let Some(_lock) = lock_exclusive(lock_file).map_err(|source| AuditError::Io {
-        path: lock_path(path),
-        source,
-    })?
-    else {
-        // the lock is held far longer than a line takes (a stopped process): the line still
-        // goes in, unrotated; a start never hangs on its audit
-        log::warn!(
-            "{}: held for over {LOCK_WAIT:?}; line appended without rotation",
-            lock_path(path).display()
-        );
-        return open_append(path)
-            .and_then(|mut f| f.write_all(&line))
-            .map_err(io_err);
+    // with a cap: the rotation lock, held until the line is written (dropped on every path out)
+    let lock = if cap.max_bytes == 0 {
+        None
+    } else {
+        let lock_file = lock_path(path);
+        let lock_err = |source| AuditError::Io {
+            path: lock_file.clone(),
+            source,
+        };
+        let held = lock_exclusive(open_append(&lock_file).map_err(lock_err)?).map_err(lock_err)?;
+        if held.is_none() {
+            // held far longer than a line takes (a stopped process): the line still goes in,
+            // unrotated; a start never hangs on its audit
+            log::warn!(
+                "{}: held for over {LOCK_WAIT:?}; line appended without rotation",
+                lock_file.display()
+            );
+        }
+        held
     };
     let mut f = open_append(path).map_err(io_err)?;
-    let size = f.metadata().map_err(io_err)?.len();
-    if size > 0 && size.saturating_add(line.len() as u64) > cap.max_bytes {
-        rotate(path, cap.keep.max(1)).map_err(io_err)?;
-        f = open_append(path).map_err(io_err)?;
+    if lock.is_some() {
+        let size = f.metadata().map_err(io_err)?.len();
+        if size > 0 && size.saturating_add(line.len() as u64) > cap.max_bytes {
+            rotate(path, cap.keep.max(1)).map_err(io_err)?;
+            f = open_append(path).map_err(io_err)?;
+        }
     }
     f.write_all(&line).map_err(io_err)
 }

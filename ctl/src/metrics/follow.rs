@@ -22,17 +22,12 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use router_config::auditfiles::{lock_path, rotated_path};
+
 use super::stats::Stats;
 
 /// The most rotated files looked at (the policy's `audit_log_keep` limit).
 const MAX_ROTATED: u32 = router_config::MAX_AUDIT_LOG_KEEP;
-
-/// `<log><suffix>`.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(suffix);
-    PathBuf::from(p)
-}
 
 fn open_no_follow(path: &Path) -> std::io::Result<File> {
     std::fs::OpenOptions::new()
@@ -130,7 +125,7 @@ impl Follower {
 
     /// The router's rotation lock, shared, when the log has one.
     fn lock_shared(&self) -> std::io::Result<Option<nix::fcntl::Flock<File>>> {
-        match open_no_follow(&with_suffix(&self.path, ".lock")) {
+        match open_no_follow(&lock_path(&self.path)) {
             Ok(f) => nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockShared)
                 .map(Some)
                 .map_err(|(_, e)| std::io::Error::from(e)),
@@ -144,7 +139,7 @@ impl Follower {
     fn start(&mut self) -> std::io::Result<()> {
         let _lock = self.lock_shared()?;
         for n in 1..=MAX_ROTATED {
-            match std::fs::symlink_metadata(with_suffix(&self.path, &format!(".{n}"))) {
+            match std::fs::symlink_metadata(rotated_path(&self.path, n)) {
                 Ok(m) => self.before.push(ino_of(&m)),
                 Err(_) => break,
             }
@@ -221,7 +216,7 @@ impl Follower {
         // with nothing followed yet, running out of rotated files ends the chain too
         let mut found = matches!(end, ChainEnd::Before(_));
         for n in 1..=MAX_ROTATED {
-            let Ok(f) = open_no_follow(&with_suffix(&self.path, &format!(".{n}"))) else {
+            let Ok(f) = open_no_follow(&rotated_path(&self.path, n)) else {
                 break;
             };
             let ino = ino_of(&f.metadata()?);

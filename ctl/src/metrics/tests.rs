@@ -2,7 +2,7 @@
 
 use super::stats::Stats;
 use super::*;
-use std::path::PathBuf;
+use router_config::auditfiles::{lock_path, rotated_path};
 
 fn line(outcome: &str, tenant: &str, us: u64) -> String {
     format!("{{\"outcome\":\"{outcome}\",\"role\":\"sandbox\",\"tenant\":\"{tenant}\",\"backend\":\"runc\",\"isolation\":\"container\",\"handler\":\"router\",\"rule\":\"default_tenant\",\"decision_us\":{us}}}\n")
@@ -28,18 +28,14 @@ fn append(p: &std::path::Path, text: &str) {
         .unwrap();
 }
 
-fn rotated(p: &std::path::Path, n: u32) -> PathBuf {
-    PathBuf::from(format!("{}.{n}", p.display()))
-}
-
 /// The router's rotation (shim `audit::rotate`), under its lock.
 fn router_rotate(p: &std::path::Path, keep: u32) {
-    let lock = std::fs::File::create(format!("{}.lock", p.display())).unwrap();
+    let lock = std::fs::File::create(lock_path(p)).unwrap();
     let _g = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
     for n in (1..keep).rev() {
-        let _ = std::fs::rename(rotated(p, n), rotated(p, n + 1));
+        let _ = std::fs::rename(rotated_path(p, n), rotated_path(p, n + 1));
     }
-    std::fs::rename(p, rotated(p, 1)).unwrap();
+    std::fs::rename(p, rotated_path(p, 1)).unwrap();
 }
 
 #[test]
