@@ -200,31 +200,17 @@ fn build(cx: &mut Ctx<'_>, raw: RawPolicy, source: PolicySource) -> Option<Polic
         None => BTreeMap::new(),
         Some(table) => build_handlers(cx, table, &backends),
     };
-    let isolation_key = |cx: &mut Ctx<'_>, v: &Spanned<String>, field: &str| {
-        let i = Isolation::from_name(v.get_ref());
-        if i.is_none() {
-            cx.err(
-                v.span().start,
-                field.to_string(),
-                format!(
-                    "unknown tier `{}`; one of `container`, `sandbox`, `vm`",
-                    v.get_ref()
-                ),
-            );
-        }
-        i
-    };
     let unnamed_handler_reserves = raw
         .unnamed_handler_reserves
         .as_ref()
-        .and_then(|v| isolation_key(cx, v, "unnamed_handler_reserves"))
+        .and_then(|v| tier_at(cx, v, "unnamed_handler_reserves"))
         .unwrap_or(Isolation::Container);
     let unaccounted_tiers = raw
         .unaccounted_tiers
         .iter()
         .flatten()
         .enumerate()
-        .filter_map(|(i, v)| isolation_key(cx, v, &format!("unaccounted_tiers[{i}]")))
+        .filter_map(|(i, v)| tier_at(cx, v, &format!("unaccounted_tiers[{i}]")))
         .collect();
 
     let default_tenant = match raw.default_tenant {
@@ -293,6 +279,22 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A tier (`container`, `sandbox`, `vm`) at `field`, or an error there.
+fn tier_at(cx: &mut Ctx<'_>, v: &Spanned<String>, field: &str) -> Option<Isolation> {
+    let i = Isolation::from_name(v.get_ref());
+    if i.is_none() {
+        cx.err(
+            v.span().start,
+            field.to_string(),
+            format!(
+                "unknown tier `{}`; one of `container`, `sandbox`, `vm`",
+                v.get_ref()
+            ),
+        );
+    }
+    i
+}
+
 /// A handler name: a DNS label (a RuntimeClass's `handler` must be one), at most 50 characters
 /// so that `containerd-shim-NAME-v2` stays a short file name.
 fn check_handler_name(name: &str) -> Result<(), String> {
@@ -346,19 +348,9 @@ fn build_handlers(
                 );
                 continue;
             }
-            Some(r) => match Isolation::from_name(r.get_ref()) {
+            Some(r) => match tier_at(cx, r, &format!("{base}.reserves")) {
                 Some(i) => i,
-                None => {
-                    cx.err(
-                        r.span().start,
-                        format!("{base}.reserves"),
-                        format!(
-                            "unknown tier `{}`; one of `container`, `sandbox`, `vm`",
-                            r.get_ref()
-                        ),
-                    );
-                    continue;
-                }
+                None => continue,
             },
         };
         let backend = match &h.backend {
