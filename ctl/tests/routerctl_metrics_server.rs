@@ -9,7 +9,8 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{http, MetricsServer};
+use router_integration::http::{get, request, Reply};
+use support::MetricsServer;
 
 fn audit_line(n: usize) -> String {
     let id = format!("{:064x}", n / 5);
@@ -44,8 +45,8 @@ fn write_lines(path: &std::path::Path, from: usize, to: usize) {
 
 fn scrape_time(addr: &str) -> Duration {
     let t = Instant::now();
-    let (code, _, body) = http(addr, "GET", "/metrics", "").unwrap();
-    assert_eq!(code, 200, "{body}");
+    let r = get(addr, "/metrics").unwrap();
+    assert_eq!(r.code, 200, "{}", r.body);
     t.elapsed()
 }
 
@@ -98,13 +99,14 @@ fn two_hundred_concurrent_scrapes_all_succeed() {
                 } else {
                     ""
                 };
-                http(&addr, "GET", "/metrics", accept)
+                request(&addr, "GET", "/metrics", accept)
             })
         })
         .collect();
     let mut ok = 0;
     for t in threads {
-        let (code, head, body) = t.join().unwrap().unwrap_or_else(|e| panic!("scrape: {e}"));
+        let Reply { code, head, body } =
+            t.join().unwrap().unwrap_or_else(|e| panic!("scrape: {e}"));
         assert_eq!(code, 200, "{head}");
         assert!(
             body.contains("runtime_router_decisions_total{outcome=\"allowed\",role=\"sandbox\",tenant=\"provider\",backend=\"runc\",tier=\"container\",handler=\"router\",rule=\"namespace\"} 100"),
@@ -143,8 +145,8 @@ fn an_oversized_request_head_is_refused_and_the_server_carries_on() {
     }
     assert!(!whole_write || text.starts_with("HTTP/1.1 431"), "{text}");
     assert!(srv.alive(), "the server died");
-    let (code, _, body) = http(&srv.addr, "GET", "/healthz", "").unwrap();
-    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let r = get(&srv.addr, "/healthz").unwrap();
+    assert_eq!((r.code, r.body.as_str()), (200, "ok\n"));
 }
 
 #[test]
@@ -153,7 +155,7 @@ fn paths_methods_and_content_types() {
     let log = d.path().join("decisions.jsonl");
     write_lines(&log, 0, 10);
     let srv = MetricsServer::start(&log, &[]);
-    let (code, head, body) = http(&srv.addr, "GET", "/metrics", "").unwrap();
+    let Reply { code, head, body } = get(&srv.addr, "/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(
         head.to_ascii_lowercase()
@@ -164,7 +166,7 @@ fn paths_methods_and_content_types() {
         !body.contains("# EOF") && body.contains("# TYPE runtime_router_decisions_total counter"),
         "{body}"
     );
-    let (code, head, body) = http(
+    let Reply { code, head, body } = request(
         &srv.addr,
         "GET",
         "/metrics",
@@ -186,7 +188,7 @@ fn paths_methods_and_content_types() {
         ("POST", "/metrics", 405),
         ("DELETE", "/healthz", 405),
     ] {
-        let (code, head, _) = http(&srv.addr, method, path, "").unwrap();
+        let Reply { code, head, .. } = request(&srv.addr, method, path, "").unwrap();
         assert_eq!(code, want, "{method} {path}: {head}");
     }
 }
@@ -209,7 +211,7 @@ fn memory_stays_flat_from_1000_to_100000_lines() {
     // a scrape after the lines are read: every code path has run once
     let settle = |want: u64| {
         for _ in 0..600 {
-            let (_, _, body) = http(&srv.addr, "GET", "/metrics", "").unwrap();
+            let body = get(&srv.addr, "/metrics").unwrap().body;
             if body.contains(&format!("runtime_router_decisions_total{{outcome=\"allowed\",role=\"container\",tenant=\"provider\",backend=\"runc\",tier=\"container\",handler=\"router\",rule=\"sandbox\"}} {want}")) {
                 return;
             }

@@ -13,6 +13,7 @@ pub mod cri;
 pub mod ctr;
 pub mod error;
 pub mod faults;
+pub mod http;
 pub mod images;
 pub mod leaks;
 pub mod mounts;

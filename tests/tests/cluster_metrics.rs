@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use router_integration::{Containerd, PolicyText};
+use router_integration::{http, Containerd, PolicyText};
 use serde_json::Value;
 use support::cluster::*;
 use support::*;
@@ -112,7 +112,7 @@ async fn rotations(h: &Containerd) -> Result<()> {
         &want,
         Duration::from_secs(30),
         Duration::from_millis(100),
-        || parsed_counts(&http_get(&target, "/metrics")?.1),
+        || parsed_counts(&http::get(&target, "/metrics")?.body),
     )
     .await?;
     ensure!(got == want, "/metrics {got:?}\nwant {want:?}");
@@ -187,8 +187,9 @@ async fn until_counts(
 
 /// Prometheus's current `runtime_router_decisions_total` series as label set → value.
 fn query(addr: &str) -> Result<Counts> {
-    let (status, body) = http_get(addr, "/api/v1/query?query=runtime_router_decisions_total")?;
-    ensure!(status.contains("200"), "{status}: {body}");
+    let http::Reply { code, body, .. } =
+        http::get(addr, "/api/v1/query?query=runtime_router_decisions_total")?;
+    ensure!(code == 200, "{code}: {body}");
     let v: Value = serde_json::from_str(&body)?;
     let mut m = std::collections::BTreeMap::new();
     for r in v["data"]["result"].as_array().context("result")? {
@@ -225,7 +226,7 @@ async fn run(h: &Containerd) -> Result<()> {
         &pre_want,
         Duration::from_secs(30),
         Duration::from_millis(100),
-        || parsed_counts(&http_get(&target, "/metrics")?.1),
+        || parsed_counts(&http::get(&target, "/metrics")?.body),
     )
     .await?;
     ensure!(
@@ -245,12 +246,12 @@ async fn run(h: &Containerd) -> Result<()> {
     ensure!(want.values().sum::<u64>() == 3, "audit: {lines:?}");
 
     // our endpoint: promtool-valid and exact
-    let (status, body) = http_get(&target, "/metrics")?;
-    ensure!(status.contains("200"), "{status}");
+    let http::Reply { code, body, .. } = http::get(&target, "/metrics")?;
+    ensure!(code == 200, "{code}");
     promtool_check(&body)?;
     ensure!(parsed_counts(&body)? == want, "{body}\nwant {want:?}");
-    let (status, _) = http_get(&target, "/other")?;
-    ensure!(status.contains("404"), "{status}");
+    let code = http::get(&target, "/other")?.code;
+    ensure!(code == 404, "{code}");
 
     // a real Prometheus server scrapes it
     let (prom, prom_addr) = start_prometheus(&h.dir().join("prometheus"), &target)?;

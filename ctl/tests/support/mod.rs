@@ -99,30 +99,3 @@ impl Drop for MetricsServer {
         let _ = self.child.wait();
     }
 }
-
-/// One HTTP/1.1 request with `extra` header lines; returns (status code, headers, body). The
-/// connection is closed by the request.
-pub fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    extra: &str,
-) -> std::io::Result<(u16, String, String)> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, head.to_string(), body.to_string()))
-}

@@ -268,23 +268,6 @@ pub fn parsed_counts(text: &str) -> Result<std::collections::BTreeMap<String, u6
     Ok(m)
 }
 
-/// A plain HTTP/1.1 GET on a loopback address; returns (status line, body).
-pub fn http_get(addr: &str, path: &str) -> Result<(String, String)> {
-    let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let (head, body) = buf.split_once("\r\n\r\n").context("no header end")?;
-    Ok((
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    ))
-}
-
 /// A free loopback port (bound and released: the caller binds it right after).
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
