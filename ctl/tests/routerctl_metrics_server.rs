@@ -43,6 +43,15 @@ fn write_lines(path: &std::path::Path, from: usize, to: usize) {
     f.write_all(buf.as_bytes()).unwrap();
 }
 
+/// A server on a fresh log of `lines` audit lines; keep the dir alive as long as the server.
+fn server_on(lines: usize) -> (tempfile::TempDir, MetricsServer) {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("decisions.jsonl");
+    write_lines(&log, 0, lines);
+    let srv = MetricsServer::start(&log, &[]);
+    (d, srv)
+}
+
 fn scrape_time(addr: &str) -> Duration {
     let t = Instant::now();
     let r = get(addr, "/metrics").unwrap();
@@ -60,10 +69,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// median without.
 #[test]
 fn silent_clients_do_not_delay_a_scrape() {
-    let d = tempfile::tempdir().unwrap();
-    let log = d.path().join("decisions.jsonl");
-    write_lines(&log, 0, 1000);
-    let srv = MetricsServer::start(&log, &[]);
+    let (_d, srv) = server_on(1000);
     let (mut base, mut with) = (Vec::new(), Vec::new());
     for _ in 0..7 {
         base.push(scrape_time(&srv.addr));
@@ -83,10 +89,7 @@ fn silent_clients_do_not_delay_a_scrape() {
 
 #[test]
 fn two_hundred_concurrent_scrapes_all_succeed() {
-    let d = tempfile::tempdir().unwrap();
-    let log = d.path().join("decisions.jsonl");
-    write_lines(&log, 0, 500);
-    let srv = MetricsServer::start(&log, &[]);
+    let (_d, srv) = server_on(500);
     let start = std::sync::Arc::new(std::sync::Barrier::new(200));
     let threads: Vec<_> = (0..200)
         .map(|i| {
@@ -119,10 +122,7 @@ fn two_hundred_concurrent_scrapes_all_succeed() {
 
 #[test]
 fn an_oversized_request_head_is_refused_and_the_server_carries_on() {
-    let d = tempfile::tempdir().unwrap();
-    let log = d.path().join("decisions.jsonl");
-    write_lines(&log, 0, 10);
-    let mut srv = MetricsServer::start(&log, &[]);
+    let (_d, mut srv) = server_on(10);
     let mut s = TcpStream::connect(&srv.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let head = format!(
@@ -151,10 +151,7 @@ fn an_oversized_request_head_is_refused_and_the_server_carries_on() {
 
 #[test]
 fn paths_methods_and_content_types() {
-    let d = tempfile::tempdir().unwrap();
-    let log = d.path().join("decisions.jsonl");
-    write_lines(&log, 0, 10);
-    let srv = MetricsServer::start(&log, &[]);
+    let (_d, srv) = server_on(10);
     let Reply { code, head, body } = get(&srv.addr, "/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(
